@@ -1,0 +1,43 @@
+"""``threadbox.errors``: every error threadbox raises on purpose (defined in the domain)."""
+
+from threadbox.domain.errors import (
+    AlreadyConsumed,
+    Contention,
+    DeliveryBlocked,
+    InvalidInput,
+    MessageIdInUse,
+    MessageNotFound,
+    NotPending,
+    PayloadTooLarge,
+    PendingNotFound,
+    ReorderMismatch,
+    RevisionConflict,
+    RunNotFound,
+    RunNotRunning,
+    RunNotWaiting,
+    ThreadboxError,
+    ThreadBusy,
+    ThreadNotFound,
+    VersionConflict,
+)
+
+__all__ = [
+    "AlreadyConsumed",
+    "Contention",
+    "DeliveryBlocked",
+    "InvalidInput",
+    "MessageIdInUse",
+    "MessageNotFound",
+    "NotPending",
+    "PayloadTooLarge",
+    "PendingNotFound",
+    "ReorderMismatch",
+    "RevisionConflict",
+    "RunNotFound",
+    "RunNotRunning",
+    "RunNotWaiting",
+    "ThreadBusy",
+    "ThreadNotFound",
+    "ThreadboxError",
+    "VersionConflict",
+]

@@ -1,0 +1,404 @@
+"""The application service: one way through for every command (load, decide, save, retry)."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar, cast
+
+import orjson
+from pydantic import ValidationError
+from threadbox.domain import commands as c
+from threadbox.domain import errors
+from threadbox.domain.decisions import decide
+from threadbox.domain.events import AnyThreadEvent
+from threadbox.domain.records import (
+    Checkpoint,
+    CommittedMessage,
+    FreezeResult,
+    PendingEntry,
+    RecordedEvent,
+    RunRecord,
+    Termination,
+    ThreadState,
+)
+from threadbox.domain.thread import Thread, evolve, fold
+from threadbox.domain.values import DeliveryBoundary, DeliveryMode, Message, check_id
+
+from .ids import uuid7
+from .ports import EventStore, StreamConflict, Views
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Settings:
+    max_message_bytes: int = 1024 * 1024
+    max_attempts: int = 30
+    backoff_base: float = 0.002
+    backoff_cap: float = 0.05
+    snapshot_interval: int = 200
+    cache_size: int = 1024
+
+
+def _invalid(error: ValidationError, what: str) -> errors.InvalidInput:
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in (what, *first["loc"]) if p != "")
+    return errors.InvalidInput(f"invalid {where}: {first['msg']}", where)
+
+
+def _coerce(model: type[T], value: Any, what: str) -> T:
+    if isinstance(value, model):
+        return value
+    try:
+        return cast(T, model.model_validate(value))  # type: ignore[attr-defined]
+    except ValidationError as e:
+        raise _invalid(e, what) from None
+
+
+def _id(value: Any, what: str) -> str:
+    try:
+        return check_id(value, what)
+    except (TypeError, ValueError) as e:
+        raise errors.InvalidInput(f"invalid {what}: {e}", what) from None
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _guard(value: object, what: str) -> int | None:
+    if value is None:
+        return None
+    if not _is_int(value) or cast(int, value) < 0:
+        raise errors.InvalidInput(f"{what} must be a whole number >= 0, not {value!r}", what)
+    return cast(int, value)
+
+
+class Mailbox:
+    """Threads with a pending and a committed zone, on an event store, with views to read."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        views: Views,
+        settings: Settings | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.store = store
+        self.views = views
+        self.settings = settings or Settings()
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._cache: OrderedDict[str, Thread] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._stripes = [threading.Lock() for _ in range(64)]
+        self._written = 0  # the log position of this process's latest write
+        self.conflicts = 0  # storage conflicts retried, for benchmarks and audits
+
+    # ---- commands --------------------------------------------------------------------------
+
+    def deliver(
+        self,
+        thread_id: str,
+        messages: Sequence[Message | dict[str, Any]],
+        mode: DeliveryMode | dict[str, Any] | None = None,
+    ) -> list[PendingEntry]:
+        command = c.Deliver(self._messages(messages), self._mode(mode))
+        return cast(list[PendingEntry], self._transact(thread_id, command))
+
+    def edit(
+        self,
+        thread_id: str,
+        pending_id: str,
+        message: Message | dict[str, Any],
+        *,
+        expected_revision: int | None = None,
+    ) -> PendingEntry:
+        msg = self._message(message, "message")
+        expected = _guard(expected_revision, "expected_revision")
+        command = c.Edit(_id(pending_id, "pending_id"), msg, expected)
+        return cast(PendingEntry, self._transact(thread_id, command))
+
+    def retract(
+        self, thread_id: str, pending_id: str, *, expected_revision: int | None = None
+    ) -> PendingEntry:
+        expected = _guard(expected_revision, "expected_revision")
+        command = c.Retract(_id(pending_id, "pending_id"), expected)
+        return cast(PendingEntry, self._transact(thread_id, command))
+
+    def reorder(
+        self, thread_id: str, ordered_ids: Sequence[str], *, expected_version: int | None = None
+    ) -> list[PendingEntry]:
+        if isinstance(ordered_ids, str) or not all(isinstance(i, str) for i in ordered_ids):
+            raise errors.InvalidInput("ordered_ids must be a list of pending ids", "ordered_ids")
+        command = c.Reorder(tuple(ordered_ids), _guard(expected_version, "expected_version"))
+        return cast(list[PendingEntry], self._transact(thread_id, command))
+
+    def freeze(
+        self,
+        thread_id: str,
+        boundary: DeliveryBoundary | str,
+        run_id: str,
+        *,
+        expected_version: int | None = None,
+    ) -> FreezeResult:
+        expected = _guard(expected_version, "expected_version")
+        command = c.Freeze(self._boundary(boundary), _id(run_id, "run_id"), expected)
+        return cast(FreezeResult, self._transact(thread_id, command))
+
+    def submit(
+        self,
+        thread_id: str,
+        messages: Sequence[Message | dict[str, Any]],
+        mode: DeliveryMode | dict[str, Any] | None,
+        run_id: str,
+    ) -> FreezeResult:
+        command = c.Submit(self._messages(messages), self._mode(mode), _id(run_id, "run_id"))
+        return cast(FreezeResult, self._transact(thread_id, command))
+
+    def suspend_run(self, thread_id: str, run_id: str, reason: str) -> None:
+        if not isinstance(reason, str):
+            raise errors.InvalidInput("reason must be a string", "reason")
+        self._transact(thread_id, c.SuspendRun(_id(run_id, "run_id"), reason))
+
+    def finish_run(
+        self,
+        thread_id: str,
+        run_id: str,
+        termination: Termination | str = Termination.NATURAL_END,
+        detail: str | None = None,
+    ) -> list[str]:
+        try:
+            ending = Termination(termination)
+        except ValueError:
+            raise errors.InvalidInput(
+                f"termination must be one of {[t.value for t in Termination]}, not {termination!r}",
+                "termination",
+            ) from None
+        if detail is not None and not isinstance(detail, str):
+            raise errors.InvalidInput("detail must be a string", "detail")
+        command = c.FinishRun(_id(run_id, "run_id"), ending, detail)
+        return cast(list[str], self._transact(thread_id, command))
+
+    def commit_output(
+        self, thread_id: str, run_id: str, messages: Sequence[Message | dict[str, Any]]
+    ) -> list[CommittedMessage]:
+        command = c.CommitOutput(_id(run_id, "run_id"), self._messages(messages))
+        return cast(list[CommittedMessage], self._transact(thread_id, command))
+
+    def hide(self, thread_id: str, message_id: str, reason: str) -> None:
+        if not isinstance(reason, str):
+            raise errors.InvalidInput("reason must be a string", "reason")
+        self._transact(thread_id, c.Hide(_id(message_id, "message_id"), reason))
+
+    # ---- reads -----------------------------------------------------------------------------
+
+    def pending(self, thread_id: str) -> list[PendingEntry]:
+        thread_id = _id(thread_id, "thread_id")
+        with self._stripe(thread_id):
+            state = self._load(thread_id, refresh=True)
+            if not state.exists:
+                raise errors.ThreadNotFound(thread_id)
+            return state.entries()
+
+    def committed(
+        self,
+        thread_id: str,
+        *,
+        after_seq: int = 0,
+        limit: int | None = None,
+        include_hidden: bool = False,
+    ) -> list[CommittedMessage]:
+        if not _is_int(after_seq) or after_seq < 0:
+            raise errors.InvalidInput("after_seq must be a whole number >= 0", "after_seq")
+        if limit is not None and (not _is_int(limit) or limit < 1):
+            raise errors.InvalidInput("limit must be a whole number >= 1", "limit")
+        self._read_views(thread_id)
+        return self.views.committed(
+            thread_id, after_seq=after_seq, limit=limit, include_hidden=include_hidden
+        )
+
+    def runs(self, thread_id: str) -> list[RunRecord]:
+        self._read_views(thread_id)
+        return self.views.runs(thread_id)
+
+    def run(self, run_id: str) -> RunRecord:
+        self._catch_up()
+        found = self.views.run(_id(run_id, "run_id"))
+        if found is None:
+            raise errors.RunNotFound(run_id)
+        return found
+
+    def checkpoints(self, thread_id: str) -> list[Checkpoint]:
+        self._read_views(thread_id)
+        return self.views.checkpoints(thread_id)
+
+    def threads_with_pending(self, *, limit: int = 100, after: str | None = None) -> list[str]:
+        if not _is_int(limit) or limit < 1:
+            raise errors.InvalidInput("limit must be a whole number >= 1", "limit")
+        if after is not None:
+            after = _id(after, "after")
+        self._catch_up()
+        return self.views.threads_with_pending(limit=limit, after=after)
+
+    def thread(self, thread_id: str, *, at_version: int | None = None) -> ThreadState:
+        """The thread folded from its event log, optionally as it was at ``at_version``."""
+        thread_id = _id(thread_id, "thread_id")
+        if at_version is not None and (not _is_int(at_version) or at_version < 1):
+            raise errors.InvalidInput("at_version must be at least 1", "at_version")
+        events = self.store.load(thread_id, upto=at_version)
+        if not events:
+            raise errors.ThreadNotFound(thread_id)
+        if at_version is not None and events[-1].version < at_version:
+            raise errors.InvalidInput(
+                f"thread {thread_id!r} has {events[-1].version} versions, not {at_version}",
+                "at_version",
+            )
+        return fold(thread_id, events).to_state()
+
+    def history(self, thread_id: str, *, after_version: int = 0) -> list[RecordedEvent]:
+        thread_id = _id(thread_id, "thread_id")
+        if not _is_int(after_version) or after_version < 0:
+            raise errors.InvalidInput("after_version must be a whole number >= 0", "after_version")
+        events = self.store.load(thread_id, after=after_version)
+        if not events and not self.store.load(thread_id, upto=1):
+            raise errors.ThreadNotFound(thread_id)
+        return [recorded(e) for e in events]
+
+    def close(self) -> None:
+        self.views.close()
+        self.store.close()
+
+    def __enter__(self) -> Mailbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- the one way through ---------------------------------------------------------------
+
+    def _transact(self, thread_id: str, command: c.Command) -> Any:
+        thread_id = _id(thread_id, "thread_id")
+        with self._stripe(thread_id):
+            state = self._load(thread_id)
+            for attempt in range(self.settings.max_attempts):
+                try:
+                    decision = decide(state, command, self._clock())
+                except errors.ThreadboxError:
+                    if self._refresh(state):
+                        continue  # decided on a stale state: decide again on the latest
+                    raise
+                if not decision.events:
+                    if self._refresh(state):
+                        continue
+                    return decision.result
+                try:
+                    positions = self.store.append(decision.events)
+                except StreamConflict:
+                    self.conflicts += 1
+                    self._refresh(state)
+                    self._backoff(attempt)
+                    continue
+                self._applied(state, decision.events, positions)
+                return decision.result
+            raise errors.Contention(thread_id, self.settings.max_attempts)
+
+    def _stripe(self, thread_id: str) -> threading.Lock:
+        """In-process writers of one thread take turns; other processes meet at the version."""
+        return self._stripes[hash(thread_id) % len(self._stripes)]
+
+    def _backoff(self, attempt: int) -> None:
+        ceiling = min(self.settings.backoff_cap, self.settings.backoff_base * 2**attempt)
+        time.sleep(random.uniform(0, ceiling))
+
+    def _load(self, thread_id: str, *, refresh: bool = False) -> Thread:
+        with self._cache_lock:
+            state = self._cache.get(thread_id)
+            if state is not None:
+                self._cache.move_to_end(thread_id)
+        if state is None:
+            state = self.store.load_snapshot(thread_id) or Thread(thread_id)
+            self._refresh(state)
+            with self._cache_lock:
+                self._cache[thread_id] = state
+                while len(self._cache) > self.settings.cache_size:
+                    self._cache.popitem(last=False)
+        elif refresh:
+            self._refresh(state)
+        return state
+
+    def _refresh(self, state: Thread) -> int:
+        """Fold the events other writers saved since ``state``; how many there were."""
+        newer = self.store.load(state.thread_id, after=state.version)
+        self._fold(state, newer)
+        return len(newer)
+
+    def _fold(self, state: Thread, events: Iterable[AnyThreadEvent]) -> None:
+        try:
+            for event in events:
+                evolve(state, event)
+        except Exception:
+            with self._cache_lock:
+                self._cache.pop(state.thread_id, None)
+            raise
+
+    def _applied(self, state: Thread, events: Sequence[Any], positions: Sequence[int]) -> None:
+        before = state.version
+        self._fold(state, events)
+        if positions:
+            self._written = max(self._written, max(positions))
+        interval = self.settings.snapshot_interval
+        if state.version // interval > before // interval:
+            self.store.save_snapshot(state)
+
+    def _catch_up(self) -> None:
+        """Read-your-writes: the views reflect at least every write this process made."""
+        self.views.catch_up(until=self._written)
+
+    def _read_views(self, thread_id: str) -> None:
+        self._catch_up()
+        if not self.views.thread_exists(_id(thread_id, "thread_id")):
+            raise errors.ThreadNotFound(thread_id)
+
+    # ---- input -----------------------------------------------------------------------------
+
+    def _message(self, value: Any, what: str) -> Message:
+        message = _coerce(Message, value, what)
+        size = len(orjson.dumps(message.model_dump(mode="json")))
+        if size > self.settings.max_message_bytes:
+            raise errors.PayloadTooLarge(
+                f"{what} is {size} bytes encoded; the limit is {self.settings.max_message_bytes}",
+                size,
+                self.settings.max_message_bytes,
+            )
+        return message
+
+    def _messages(self, values: Any) -> tuple[Message, ...]:
+        if isinstance(values, (str, bytes, dict)) or not isinstance(values, Sequence):
+            raise errors.InvalidInput("messages must be a list of messages", "messages")
+        messages = [self._message(v, f"messages.{n}") for n, v in enumerate(values)]
+        return tuple(m if m.id is not None else m.with_id(uuid7()) for m in messages)
+
+    def _mode(self, value: Any) -> DeliveryMode:
+        return DeliveryMode() if value is None else _coerce(DeliveryMode, value, "mode")
+
+    def _boundary(self, value: Any) -> DeliveryBoundary:
+        try:
+            return DeliveryBoundary(value)
+        except ValueError:
+            raise errors.InvalidInput(
+                f"boundary must be one of {[b.value for b in DeliveryBoundary]}, not {value!r}",
+                "boundary",
+            ) from None
+
+
+def recorded(event: AnyThreadEvent) -> RecordedEvent:
+    data = event.model_dump(mode="json", exclude={"thread_id", "version", "timestamp"})
+    return RecordedEvent(
+        version=event.version, type=type(event).__name__, timestamp=event.timestamp, data=data
+    )

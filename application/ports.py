@@ -1,0 +1,100 @@
+"""What the application needs from storage: the event store and the views (implemented in
+``threadbox.infrastructure`` and ``threadbox.projections``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from threadbox.domain.events import AnyThreadEvent, ThreadEvent
+from threadbox.domain.records import Checkpoint, CommittedMessage, PendingEntry, RunRecord
+from threadbox.domain.thread import Thread
+
+
+class StreamConflict(Exception):
+    """Another writer saved the thread first: the version this write expected is taken."""
+
+
+@dataclass(frozen=True)
+class Notified:
+    """One event of the whole store's log, at its position (notification id)."""
+
+    position: int
+    event: AnyThreadEvent
+
+
+class EventStore(Protocol):
+    kind: str  # "memory", "sqlite" or "postgres"
+
+    def append(self, events: Sequence[ThreadEvent]) -> list[int]:
+        """Save the events atomically; their versions are the guard. Raises StreamConflict."""
+
+    def load(
+        self, thread_id: str, *, after: int = 0, upto: int | None = None
+    ) -> list[AnyThreadEvent]: ...
+
+    def load_snapshot(self, thread_id: str) -> Thread | None: ...
+
+    def save_snapshot(self, state: Thread) -> None: ...
+
+    def read(self, *, after: int, limit: int, upto: int | None = None) -> list[Notified]:
+        """Events of every thread in log order, with positions greater than ``after``."""
+
+    def last_position(self) -> int: ...
+
+    def ping(self) -> None:
+        """Raise if the store cannot be reached."""
+
+    def close(self) -> None: ...
+
+
+Progress = Callable[[int, int], None]  # (done, total)
+
+
+@dataclass
+class VerifyReport:
+    ok: bool
+    differences: list[str] = field(default_factory=list)
+    events: int = 0
+
+
+@dataclass(frozen=True)
+class ViewStatus:
+    position: int
+    log_position: int
+
+    @property
+    def lag(self) -> int:
+        return self.log_position - self.position
+
+
+class Views(Protocol):
+    """The read models of SEMANTICS §6, kept up to date from the log, exactly once."""
+
+    def catch_up(self, until: int | None = None, progress: Progress | None = None) -> int:
+        """Apply events up to ``until`` (default: the end of the log); returns the position."""
+
+    def rebuild(self, progress: Progress | None = None) -> int: ...
+
+    def verify(self, progress: Progress | None = None) -> VerifyReport: ...
+
+    def status(self) -> ViewStatus: ...
+
+    def pending(self, thread_id: str) -> list[PendingEntry]: ...
+
+    def committed(
+        self, thread_id: str, *, after_seq: int, limit: int | None, include_hidden: bool
+    ) -> list[CommittedMessage]: ...
+
+    def runs(self, thread_id: str) -> list[RunRecord]: ...
+
+    def run(self, run_id: str) -> RunRecord | None: ...
+
+    def checkpoints(self, thread_id: str) -> list[Checkpoint]: ...
+
+    def threads_with_pending(self, *, limit: int, after: str | None) -> list[str]: ...
+
+    def thread_exists(self, thread_id: str) -> bool: ...
+
+    def close(self) -> None: ...

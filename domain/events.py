@@ -1,0 +1,171 @@
+"""The events of a thread (SEMANTICS §5).
+
+Stored format: each event is stored under its topic ``threadbox.domain.events:<ClassName>`` with
+its ``class_version``; renaming or moving a class here breaks every stored stream. Change a
+payload by bumping ``class_version`` and adding an upcaster, never by editing a shape in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from .records import Termination
+from .values import DeliveryBoundary, DeliveryMode, Message
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class ThreadEvent(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    class_version: ClassVar[int] = 1
+    # upcasters[n] turns the stored payload of version n into version n + 1.
+    upcasters: ClassVar[dict[int, Upcaster]] = {}
+
+    thread_id: str
+    version: int
+    timestamp: datetime
+
+    @classmethod
+    def upcast(cls, data: dict[str, Any], stored_version: int) -> dict[str, Any]:
+        for version in range(stored_version, cls.class_version):
+            data = cls.upcasters[version](data)
+        return data
+
+
+class DeliveredMessage(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    message: Message
+    mode: DeliveryMode
+
+
+class FrozenMessage(BaseModel):
+    """A pending entry as the model read it: its seq, and the revision that was read."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    seq: int
+    message: Message
+    mode: DeliveryMode
+    revision: int
+
+
+class OutputMessage(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    seq: int
+    message: Message
+
+
+class ThreadOpened(ThreadEvent):
+    pass
+
+
+class MessagesDelivered(ThreadEvent):
+    messages: list[DeliveredMessage]
+
+
+class PendingMessageEdited(ThreadEvent):
+    pending_id: str
+    message: Message
+    revision: int
+
+
+class PendingMessageRetracted(ThreadEvent):
+    pending_id: str
+    revision: int
+
+
+class PendingQueueReordered(ThreadEvent):
+    order: list[str]
+
+
+class PendingMessagesExpired(ThreadEvent):
+    run_id: str
+    pending_ids: list[str]
+
+
+class RunStarted(ThreadEvent):
+    run_id: str
+    boundary: DeliveryBoundary
+
+
+class RunResumed(ThreadEvent):
+    run_id: str
+    boundary: DeliveryBoundary
+
+
+class RunSuspended(ThreadEvent):
+    run_id: str
+    reason: str
+
+
+def _run_finished_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    # Version 1 carried no detail: a run's end had only its termination.
+    return {**data, "detail": None}
+
+
+class RunFinished(ThreadEvent):
+    class_version: ClassVar[int] = 2
+    upcasters: ClassVar[dict[int, Upcaster]] = {1: _run_finished_v1_to_v2}
+
+    run_id: str
+    termination: Termination
+    detail: str | None
+
+
+class PendingMessagesFrozen(ThreadEvent):
+    run_id: str
+    boundary: DeliveryBoundary
+    first_seq: int
+    last_seq: int
+    messages: list[FrozenMessage]
+
+
+class RunOutputCommitted(ThreadEvent):
+    run_id: str
+    messages: list[OutputMessage]
+
+
+class CommittedMessageHidden(ThreadEvent):
+    message_id: str
+    seq: int
+    reason: str
+
+
+AnyThreadEvent = (
+    ThreadOpened
+    | MessagesDelivered
+    | PendingMessageEdited
+    | PendingMessageRetracted
+    | PendingQueueReordered
+    | PendingMessagesExpired
+    | RunStarted
+    | RunResumed
+    | RunSuspended
+    | RunFinished
+    | PendingMessagesFrozen
+    | RunOutputCommitted
+    | CommittedMessageHidden
+)
+
+EVENT_TYPES: dict[str, type[ThreadEvent]] = {
+    cls.__name__: cls
+    for cls in (
+        ThreadOpened,
+        MessagesDelivered,
+        PendingMessageEdited,
+        PendingMessageRetracted,
+        PendingQueueReordered,
+        PendingMessagesExpired,
+        RunStarted,
+        RunResumed,
+        RunSuspended,
+        RunFinished,
+        PendingMessagesFrozen,
+        RunOutputCommitted,
+        CommittedMessageHidden,
+    )
+}

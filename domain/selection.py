@@ -1,0 +1,77 @@
+"""The freeze selection rule (SEMANTICS §3.1): which pending entries a boundary consumes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from .values import DeliveryBoundary, DeliveryGranularity, DeliveryMode
+
+B = DeliveryBoundary
+_PRECEDENCE = {B.INTERRUPT: 0, B.NEXT_STEP: 1, B.ON_NATURAL_END: 2, B.NEW_RUN: 4}
+
+
+class HasMode(Protocol):
+    @property
+    def mode(self) -> DeliveryMode: ...
+
+
+def eligible_at(mode: DeliveryMode, boundary: DeliveryBoundary, current_run_id: str | None) -> bool:
+    """May an entry delivered with ``mode`` be consumed at a ``boundary`` freeze of that run?"""
+    if B.RESUME_INPUT in (mode.boundary, boundary):
+        if mode.boundary != boundary:
+            return False
+    elif _PRECEDENCE[mode.boundary] > _PRECEDENCE[boundary]:
+        return False
+    if mode.target_run_id is None:
+        return True
+    if boundary == B.NEW_RUN:
+        return mode.fallback_to_new_run
+    return mode.target_run_id == current_run_id
+
+
+def skippable(mode: DeliveryMode, boundary: DeliveryBoundary) -> bool:
+    """An ineligible entry that the scan may pass over without stopping."""
+    if boundary != B.NEW_RUN:
+        return mode.boundary == B.NEW_RUN
+    return mode.boundary != B.NEW_RUN and not mode.fallback_to_new_run
+
+
+@dataclass(frozen=True)
+class Scan:
+    """A selection, and the index the scan stopped at (None when it ran off the queue's end)."""
+
+    selected: list[int]
+    stopped_at: int | None
+    took_stopper: bool  # the stop came after selecting a `one` or barrier entry
+
+
+def scan_for_freeze(
+    pending: Sequence[HasMode], boundary: DeliveryBoundary, current_run_id: str | None = None
+) -> Scan:
+    selected: list[int] = []
+    skipped = False
+    for index, entry in enumerate(pending):
+        mode = entry.mode
+        if not eligible_at(mode, boundary, current_run_id):
+            if not mode.barrier and skippable(mode, boundary):
+                skipped = True
+                continue
+            return Scan(selected, index, False)
+        if mode.barrier and skipped:
+            return Scan(selected, index, False)
+        is_one = mode.granularity == DeliveryGranularity.ONE
+        if selected and is_one:
+            return Scan(selected, index, False)
+        selected.append(index)
+        if mode.barrier or is_one:
+            return Scan(selected, index, True)
+    return Scan(selected, None, False)
+
+
+def select_for_freeze(
+    pending: Sequence[HasMode], boundary: DeliveryBoundary | str, current_run_id: str | None = None
+) -> list[int]:
+    """Indexes, in queue order, of the entries a ``boundary`` freeze consumes."""
+    return scan_for_freeze(pending, DeliveryBoundary(boundary), current_run_id).selected

@@ -1,0 +1,171 @@
+"""The event store on eventsourcing's recorders: POPO (memory), SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    InfrastructureFactory,
+    IntegrityError,
+    StoredEvent,
+)
+from threadbox.domain.errors import InvalidInput
+from threadbox.domain.events import AnyThreadEvent, ThreadEvent
+from threadbox.domain.thread import Thread
+from threadbox.ports import Notified, StreamConflict
+
+from .codec import decode_event, decode_snapshot, encode_event, encode_snapshot, stream_id
+
+
+@dataclass(frozen=True)
+class StoreLocation:
+    """Where a store lives, parsed from a threadbox URL."""
+
+    kind: str  # memory | sqlite | postgres
+    sqlite_path: str = ""
+    pg_conninfo: str = ""
+    pg_schema: str = "public"
+    pg_env: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def parse(cls, url: str) -> StoreLocation:
+        parts = urlsplit(url)
+        if parts.scheme == "memory":
+            return cls("memory")
+        if parts.scheme == "sqlite":
+            path = unquote(parts.path)
+            if parts.netloc not in ("", "localhost"):
+                path = unquote(parts.netloc) + path
+            path = path[1:] if path.startswith("/") else path  # sqlite:///rel, sqlite:////abs
+            if not path:
+                raise InvalidInput(f"no database file in {url!r}", "url")
+            return cls("sqlite", sqlite_path=str(Path(path)))
+        if parts.scheme in ("postgresql", "postgres"):
+            query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+            schema = query.get("schema", "public")
+            env = {
+                "PERSISTENCE_MODULE": "eventsourcing.postgres",
+                "POSTGRES_DBNAME": unquote(parts.path.lstrip("/")) or "postgres",
+                "POSTGRES_HOST": parts.hostname or "127.0.0.1",
+                "POSTGRES_PORT": str(parts.port or 5432),
+                "POSTGRES_USER": unquote(parts.username or "postgres"),
+                "POSTGRES_PASSWORD": unquote(parts.password or ""),
+                "POSTGRES_SCHEMA": schema,
+                "POSTGRES_POOL_SIZE": query.get("pool_size", "4"),
+                "POSTGRES_MAX_OVERFLOW": query.get("max_overflow", "8"),
+                "POSTGRES_CONNECT_TIMEOUT": query.get("connect_timeout", "10"),
+                "POSTGRES_PRE_PING": "y",
+            }
+            conninfo = (
+                f"host={env['POSTGRES_HOST']} port={env['POSTGRES_PORT']} "
+                f"dbname={env['POSTGRES_DBNAME']} user={env['POSTGRES_USER']}"
+                + (f" password={env['POSTGRES_PASSWORD']}" if env["POSTGRES_PASSWORD"] else "")
+            )
+            return cls(
+                "postgres", pg_conninfo=conninfo, pg_schema=schema, pg_env=tuple(env.items())
+            )
+        raise InvalidInput(
+            f"unsupported store URL {url!r}: use memory://, sqlite:///PATH or postgresql://…",
+            "url",
+        )
+
+
+class RecorderStore:
+    """Threadbox's event store over an eventsourcing application recorder, plus snapshots."""
+
+    def __init__(self, location: StoreLocation) -> None:
+        self.location = location
+        self.kind = location.kind
+        env: dict[str, str]
+        if location.kind == "memory":
+            env = {"PERSISTENCE_MODULE": "eventsourcing.popo"}
+        elif location.kind == "sqlite":
+            Path(location.sqlite_path).parent.mkdir(parents=True, exist_ok=True)
+            env = {
+                "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                "SQLITE_DBNAME": location.sqlite_path,
+                "SQLITE_LOCK_TIMEOUT": "30",
+            }
+        else:
+            ensure_pg_schema(location)
+            env = dict(location.pg_env)
+        self._factory: Any = InfrastructureFactory.construct(env)
+        self.events: ApplicationRecorder = self._factory.application_recorder()
+        self.snapshots = self._factory.aggregate_recorder("snapshots")
+
+    def append(self, events: Sequence[ThreadEvent]) -> list[int]:
+        stored = [encode_event(e) for e in events]
+        try:
+            positions = self.events.insert_events(stored)
+        except IntegrityError as conflict:
+            raise StreamConflict(str(conflict)) from conflict
+        return list(positions or [])
+
+    def append_stored(self, stored: Sequence[StoredEvent]) -> list[int]:
+        """Write already-encoded events as they are (import); versions still guard."""
+        try:
+            return list(self.events.insert_events(stored) or [])
+        except IntegrityError as conflict:
+            raise StreamConflict(str(conflict)) from conflict
+
+    def load_stored(
+        self, thread_id: str, *, after: int = 0, upto: int | None = None
+    ) -> Sequence[StoredEvent]:
+        return self.events.select_events(stream_id(thread_id), gt=after or None, lte=upto)
+
+    def load(
+        self, thread_id: str, *, after: int = 0, upto: int | None = None
+    ) -> list[AnyThreadEvent]:
+        return [decode_event(s) for s in self.load_stored(thread_id, after=after, upto=upto)]
+
+    def load_snapshot(self, thread_id: str) -> Thread | None:
+        found = self.snapshots.select_events(stream_id(thread_id), desc=True, limit=1)
+        return decode_snapshot(found[0]) if found else None
+
+    def save_snapshot(self, state: Thread) -> None:
+        try:
+            self.snapshots.insert_events([encode_snapshot(state)])
+        except IntegrityError:
+            # Another process stored the snapshot of this very version: the same state.
+            return
+
+    def read_stored(self, *, after: int, limit: int, upto: int | None = None) -> Sequence[Any]:
+        return self.events.select_notifications(after, limit, stop=upto, inclusive_of_start=False)
+
+    def read(self, *, after: int, limit: int, upto: int | None = None) -> list[Notified]:
+        return [
+            Notified(n.id, decode_event(n))
+            for n in self.read_stored(after=after, limit=limit, upto=upto)
+        ]
+
+    def last_position(self) -> int:
+        return self.events.max_notification_id() or 0
+
+    def ping(self) -> None:
+        self.events.max_notification_id()
+
+    def close(self) -> None:
+        self._factory.close()
+
+
+def ensure_pg_schema(location: StoreLocation) -> None:
+    if location.pg_schema == "public":
+        return
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(location.pg_conninfo, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(location.pg_schema))
+        )
+
+
+def default_url(env: dict[str, str] | None = None) -> str:
+    source = os.environ if env is None else env
+    return source.get("THREADBOX_URL") or "sqlite:///./threadbox.db"

@@ -1,0 +1,45 @@
+"""Where view rows live: the interface each backend (memory, SQLite, PostgreSQL) implements."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from .changes import Change, Key, Row
+from .tables import Tables
+
+Progress = Callable[[int, int], None]
+
+
+class ViewBackend(Protocol):
+    def position(self) -> int:
+        """The log position the views reflect (the tracking record)."""
+
+    def apply(self, changes: Sequence[Change], from_position: int, to_position: int) -> bool:
+        """Apply the changes and move the tracking position from ``from_position`` to
+        ``to_position`` in one transaction. False (and nothing written) if the tracking
+        position was not ``from_position``: another catch-up got there first."""
+
+    def replace_all(self, tables: Tables, position: int, progress: Progress | None) -> None:
+        """Swap in rebuilt views at ``position``, atomically: readers see old or new, whole."""
+
+    def dump(self) -> tuple[int, dict[str, dict[Key, Row]]]:
+        """The tracking position and every row, read in one consistent snapshot."""
+
+    def pending_rows(self, thread_id: str) -> list[Row]: ...
+
+    def committed_rows(
+        self, thread_id: str, after_seq: int, limit: int | None, include_hidden: bool
+    ) -> list[Row]: ...
+
+    def run_rows(self, thread_id: str) -> list[Row]: ...
+
+    def latest_run_row(self, run_id: str) -> Row | None: ...
+
+    def checkpoint_rows(self, thread_id: str) -> list[Row]: ...
+
+    def threads_with_pending(self, limit: int, after: str | None) -> list[str]: ...
+
+    def thread_exists(self, thread_id: str) -> bool: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,143 @@
+"""Row changes: what a projection asks of a view store, independent of the backend.
+
+Rows are plain dicts of JSON-able values (timestamps as ISO-8601 strings); every backend keeps
+them so, and ``verify`` compares them as such.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+Row = dict[str, Any]
+Key = tuple[Any, ...]
+
+TABLES = ("threads", "pending", "committed", "runs", "checkpoints")
+KEYS: dict[str, tuple[str, ...]] = {
+    "threads": ("thread_id",),
+    "pending": ("thread_id", "pending_id"),
+    "committed": ("thread_id", "seq"),
+    "runs": ("thread_id", "run_id"),
+    "checkpoints": ("thread_id", "version"),
+}
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "threads": (
+        "thread_id",
+        "version",
+        "pending_count",
+        "committed_count",
+        "running_run_id",
+        "waiting_run_id",
+        "latest_run_id",
+        "updated_at",
+    ),
+    "pending": (
+        "thread_id",
+        "pending_id",
+        "position",
+        "revision",
+        "mode",
+        "message",
+        "delivered_at",
+        "updated_at",
+    ),
+    "committed": (
+        "thread_id",
+        "seq",
+        "message_id",
+        "role",
+        "message",
+        "run_id",
+        "kind",
+        "boundary",
+        "visible",
+        "committed_at",
+    ),
+    "runs": (
+        "thread_id",
+        "run_id",
+        "status",
+        "termination",
+        "detail",
+        "trigger_message_ids",
+        "input_ranges",
+        "output_message_ids",
+        "freeze_count",
+        "started_at",
+        "finished_at",
+        "started_position",
+    ),
+    "checkpoints": (
+        "thread_id",
+        "version",
+        "run_id",
+        "kind",
+        "boundary",
+        "first_seq",
+        "last_seq",
+        "message_ids",
+        "at",
+    ),
+}
+JSON_COLUMNS = frozenset(
+    {"mode", "message", "trigger_message_ids", "input_ranges", "output_message_ids", "message_ids"}
+)
+
+
+def key_of(table: str, row: Row) -> Key:
+    return tuple(row[c] for c in KEYS[table])
+
+
+@dataclass(frozen=True)
+class Insert:
+    table: str
+    row: Row
+
+
+@dataclass(frozen=True)
+class Update:
+    table: str
+    key: Key
+    values: Row
+
+
+@dataclass(frozen=True)
+class Delete:
+    table: str
+    key: Key
+
+
+@dataclass(frozen=True)
+class Increment:
+    table: str
+    key: Key
+    column: str
+    delta: int
+
+
+@dataclass(frozen=True)
+class Extend:
+    """Append items to a JSON list column."""
+
+    table: str
+    key: Key
+    column: str
+    items: list[Any]
+
+
+@dataclass(frozen=True)
+class AppendPending:
+    """Insert pending rows after the thread's last position, in order."""
+
+    thread_id: str
+    rows: list[Row]
+
+
+@dataclass(frozen=True)
+class Renumber:
+    """Close the gaps in a thread's pending positions: 1..n in their current order."""
+
+    thread_id: str
+
+
+Change = Insert | Update | Delete | Increment | Extend | AppendPending | Renumber

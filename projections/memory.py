@@ -1,0 +1,89 @@
+"""The memory backend of the views: rows in process memory, guarded by one lock."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Sequence
+
+from .backend import Progress
+from .changes import Change, Key, Row
+from .tables import Tables
+
+
+class MemoryViewBackend:
+    def __init__(self) -> None:
+        self._tables = Tables()
+        self._position = 0
+        self._lock = threading.RLock()
+        self._damage: Exception | None = None
+
+    def position(self) -> int:
+        return self._position
+
+    def apply(self, changes: Sequence[Change], from_position: int, to_position: int) -> bool:
+        with self._lock:
+            if self._damage is not None:
+                raise RuntimeError("memory views are damaged; rebuild them") from self._damage
+            if self._position != from_position:
+                return False
+            try:
+                for change in changes:
+                    self._tables.apply(change)
+            except Exception as e:
+                self._damage = e  # half-applied in place: refuse further work until a rebuild
+                raise
+            self._position = to_position
+            return True
+
+    def replace_all(self, tables: Tables, position: int, progress: Progress | None) -> None:
+        with self._lock:
+            self._tables, self._position, self._damage = tables, position, None
+
+    def dump(self) -> tuple[int, dict[str, dict[Key, Row]]]:
+        with self._lock:
+            return self._position, copy.deepcopy(self._tables.flat())
+
+    def pending_rows(self, thread_id: str) -> list[Row]:
+        with self._lock:
+            rows = self._tables.thread_rows("pending", thread_id)
+            return sorted(copy.deepcopy(rows), key=lambda r: r["position"])
+
+    def committed_rows(
+        self, thread_id: str, after_seq: int, limit: int | None, include_hidden: bool
+    ) -> list[Row]:
+        with self._lock:
+            rows = sorted(self._tables.thread_rows("committed", thread_id), key=lambda r: r["seq"])
+            rows = [r for r in rows if r["seq"] > after_seq and (include_hidden or r["visible"])]
+            return copy.deepcopy(rows[:limit] if limit is not None else rows)
+
+    def run_rows(self, thread_id: str) -> list[Row]:
+        with self._lock:
+            rows = self._tables.thread_rows("runs", thread_id)
+            return copy.deepcopy(sorted(rows, key=lambda r: r["started_position"]))
+
+    def latest_run_row(self, run_id: str) -> Row | None:
+        with self._lock:
+            rows = [r for r in self._tables.all_rows("runs") if r["run_id"] == run_id]
+            return copy.deepcopy(max(rows, key=lambda r: r["started_position"])) if rows else None
+
+    def checkpoint_rows(self, thread_id: str) -> list[Row]:
+        with self._lock:
+            rows = self._tables.thread_rows("checkpoints", thread_id)
+            return copy.deepcopy(sorted(rows, key=lambda r: r["version"]))
+
+    def threads_with_pending(self, limit: int, after: str | None) -> list[str]:
+        with self._lock:
+            ids = sorted(
+                r["thread_id"]
+                for r in self._tables.all_rows("threads")
+                if r["pending_count"] > 0 and (after is None or r["thread_id"] > after)
+            )
+            return ids[:limit]
+
+    def thread_exists(self, thread_id: str) -> bool:
+        with self._lock:
+            return thread_id in self._tables.rows["threads"]
+
+    def close(self) -> None:
+        return None

@@ -1,0 +1,84 @@
+"""View rows held in memory: the memory backend's views, and the fold that rebuild and verify use.
+
+Rows are grouped by thread: ``rows[table][thread_id][rest of key] = row``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from typing import Any
+
+from .changes import (
+    KEYS,
+    TABLES,
+    AppendPending,
+    Change,
+    Delete,
+    Extend,
+    Increment,
+    Insert,
+    Key,
+    Renumber,
+    Row,
+    Update,
+)
+
+
+class MissingRow(LookupError):
+    """A change names a row the view does not have: the view and the log disagree."""
+
+
+class Tables:
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[str, dict[Key, Row]]] = {t: {} for t in TABLES}
+
+    def _get(self, table: str, key: Key) -> Row:
+        try:
+            return self.rows[table][key[0]][key[1:]]
+        except KeyError:
+            raise MissingRow(f"view {table}: no row {key!r}") from None
+
+    def apply(self, change: Change) -> None:
+        match change:
+            case Insert(table=table, row=row):
+                key = tuple(row[c] for c in KEYS[table])
+                self.rows[table].setdefault(key[0], {})[key[1:]] = copy.deepcopy(row)
+            case Update(table=table, key=key, values=values):
+                self._get(table, key).update(copy.deepcopy(values))
+            case Delete(table=table, key=key):
+                self._get(table, key)
+                del self.rows[table][key[0]][key[1:]]
+            case Increment(table=table, key=key, column=column, delta=delta):
+                self._get(table, key)[column] += delta
+            case Extend(table=table, key=key, column=column, items=items):
+                self._get(table, key)[column].extend(copy.deepcopy(items))
+            case AppendPending(thread_id=thread_id, rows=rows):
+                queue = self.rows["pending"].setdefault(thread_id, {})
+                last = max((r["position"] for r in queue.values()), default=0)
+                for n, row in enumerate(rows, start=last + 1):
+                    queue[(row["pending_id"],)] = {**copy.deepcopy(row), "position": n}
+            case Renumber(thread_id=thread_id):
+                queue = self.rows["pending"].get(thread_id, {})
+                for n, row in enumerate(sorted(queue.values(), key=_position), start=1):
+                    row["position"] = n
+
+    def thread_rows(self, table: str, thread_id: str) -> list[Row]:
+        return list(self.rows[table].get(thread_id, {}).values())
+
+    def all_rows(self, table: str) -> Iterator[Row]:
+        for group in self.rows[table].values():
+            yield from group.values()
+
+    def flat(self) -> dict[str, dict[Key, Row]]:
+        """Every row, keyed by table and full key (for comparison)."""
+        return {
+            table: {
+                (tid, *rest): row for tid, group in by_thread.items() for rest, row in group.items()
+            }
+            for table, by_thread in self.rows.items()
+        }
+
+
+def _position(row: dict[str, Any]) -> int:
+    return int(row["position"])
