@@ -108,8 +108,18 @@ class Mailbox:
         messages: Sequence[Message | dict[str, Any]],
         mode: DeliveryMode | dict[str, Any] | None = None,
     ) -> list[PendingEntry]:
+        return self.deliver_page(thread_id, messages, mode)[0]
+
+    def deliver_page(
+        self,
+        thread_id: str,
+        messages: Sequence[Message | dict[str, Any]],
+        mode: DeliveryMode | dict[str, Any] | None = None,
+    ) -> tuple[list[PendingEntry], int]:
+        """``deliver``, with the thread version its write produced (for ETags)."""
         command = c.Deliver(self._messages(messages), self._mode(mode))
-        return cast(list[PendingEntry], self._transact(thread_id, command))
+        entries, version = self._transact_versioned(thread_id, command)
+        return cast(list[PendingEntry], entries), version
 
     def edit(
         self,
@@ -134,10 +144,19 @@ class Mailbox:
     def reorder(
         self, thread_id: str, ordered_ids: Sequence[str], *, expected_version: int | None = None
     ) -> list[PendingEntry]:
-        if isinstance(ordered_ids, str) or not all(isinstance(i, str) for i in ordered_ids):
+        return self.reorder_page(thread_id, ordered_ids, expected_version=expected_version)[0]
+
+    def reorder_page(
+        self, thread_id: str, ordered_ids: Sequence[str], *, expected_version: int | None = None
+    ) -> tuple[list[PendingEntry], int]:
+        """``reorder``, with the thread version after it (for ETags)."""
+        if not isinstance(ordered_ids, (list, tuple)) or not all(
+            isinstance(i, str) for i in ordered_ids
+        ):
             raise errors.InvalidInput("ordered_ids must be a list of pending ids", "ordered_ids")
         command = c.Reorder(tuple(ordered_ids), _guard(expected_version, "expected_version"))
-        return cast(list[PendingEntry], self._transact(thread_id, command))
+        entries, version = self._transact_versioned(thread_id, command)
+        return cast(list[PendingEntry], entries), version
 
     def freeze(
         self,
@@ -199,12 +218,16 @@ class Mailbox:
     # ---- reads -----------------------------------------------------------------------------
 
     def pending(self, thread_id: str) -> list[PendingEntry]:
+        return self.pending_page(thread_id)[0]
+
+    def pending_page(self, thread_id: str) -> tuple[list[PendingEntry], int]:
+        """The pending queue and the thread version it is at, read together."""
         thread_id = _id(thread_id, "thread_id")
         with self._stripe(thread_id):
             state = self._load(thread_id, refresh=True)
             if not state.exists:
                 raise errors.ThreadNotFound(thread_id)
-            return state.entries()
+            return state.entries(), state.version
 
     def committed(
         self,
@@ -230,6 +253,9 @@ class Mailbox:
     def run(self, run_id: str) -> RunRecord:
         self._catch_up()
         found = self.views.run(_id(run_id, "run_id"))
+        if found is None:
+            self.views.catch_up()  # it may be another process's run, not yet in these views
+            found = self.views.run(run_id)
         if found is None:
             raise errors.RunNotFound(run_id)
         return found
@@ -283,6 +309,9 @@ class Mailbox:
     # ---- the one way through ---------------------------------------------------------------
 
     def _transact(self, thread_id: str, command: c.Command) -> Any:
+        return self._transact_versioned(thread_id, command)[0]
+
+    def _transact_versioned(self, thread_id: str, command: c.Command) -> tuple[Any, int]:
         thread_id = _id(thread_id, "thread_id")
         with self._stripe(thread_id):
             state = self._load(thread_id)
@@ -296,7 +325,7 @@ class Mailbox:
                 if not decision.events:
                     if self._refresh(state):
                         continue
-                    return decision.result
+                    return decision.result, state.version
                 try:
                     positions = self.store.append(decision.events)
                 except StreamConflict:
@@ -305,7 +334,7 @@ class Mailbox:
                     self._backoff(attempt)
                     continue
                 self._applied(state, decision.events, positions)
-                return decision.result
+                return decision.result, state.version
             raise errors.Contention(thread_id, self.settings.max_attempts)
 
     def _stripe(self, thread_id: str) -> threading.Lock:
@@ -363,13 +392,18 @@ class Mailbox:
     def _read_views(self, thread_id: str) -> None:
         self._catch_up()
         if not self.views.thread_exists(_id(thread_id, "thread_id")):
-            raise errors.ThreadNotFound(thread_id)
+            self.views.catch_up()  # another process may have written it since these views
+            if not self.views.thread_exists(thread_id):
+                raise errors.ThreadNotFound(thread_id)
 
     # ---- input -----------------------------------------------------------------------------
 
     def _message(self, value: Any, what: str) -> Message:
         message = _coerce(Message, value, what)
-        size = len(orjson.dumps(message.model_dump(mode="json")))
+        try:
+            size = len(orjson.dumps(message.model_dump(mode="json")))
+        except orjson.JSONEncodeError as e:  # lone surrogates, integers beyond 64 bits, depth
+            raise errors.InvalidInput(f"invalid {what}: not storable as JSON: {e}", what) from None
         if size > self.settings.max_message_bytes:
             raise errors.PayloadTooLarge(
                 f"{what} is {size} bytes encoded; the limit is {self.settings.max_message_bytes}",

@@ -97,4 +97,10 @@ class Views(Protocol):
 
     def thread_exists(self, thread_id: str) -> bool: ...
 
+    def start_following(self) -> None:
+        """Catch up in a background thread from now on (for long-running processes)."""
+
+    def stop_following(self) -> None:
+        """Stop the background catch-up; raises if its latest attempt failed."""
+
     def close(self) -> None: ...

@@ -26,7 +26,7 @@ def check_id(value: str, what: str) -> str:
 
 
 class _Value(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False, allow_inf_nan=False)
 
 
 class DeliveryBoundary(StrEnum):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,9 +96,10 @@ class RecorderStore:
         else:
             ensure_pg_schema(location)
             env = dict(location.pg_env)
-        self._factory: Any = InfrastructureFactory.construct(env)
-        self.events: ApplicationRecorder = self._factory.application_recorder()
-        self.snapshots = self._factory.aggregate_recorder("snapshots")
+        with creating_tables(location):
+            self._factory: Any = InfrastructureFactory.construct(env)
+            self.events: ApplicationRecorder = self._factory.application_recorder()
+            self.snapshots = self._factory.aggregate_recorder("snapshots")
 
     def append(self, events: Sequence[ThreadEvent]) -> list[int]:
         stored = [encode_event(e) for e in events]
@@ -164,6 +166,21 @@ def ensure_pg_schema(location: StoreLocation) -> None:
         conn.execute(
             sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(location.pg_schema))
         )
+
+
+@contextmanager
+def creating_tables(location: StoreLocation) -> Iterator[None]:
+    """One process at a time creates a schema's tables: PostgreSQL's CREATE OR REPLACE FUNCTION
+    fails with "tuple concurrently updated" when two processes start together."""
+    if location.kind != "postgres":
+        yield
+        return
+    import psycopg
+
+    with psycopg.connect(location.pg_conninfo, autocommit=True) as conn:
+        key = f"threadbox-store:{location.pg_schema}"
+        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (key,))
+        yield
 
 
 def default_url(env: dict[str, str] | None = None) -> str:

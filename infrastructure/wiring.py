@@ -6,10 +6,14 @@ import os
 from collections.abc import Mapping
 
 from threadbox.mailbox import Mailbox, Settings
+from threadbox.projections.backend import ViewBackend
 from threadbox.projections.engine import ProjectedViews
+from threadbox.projections.follower import ListeningWakeup, PollingWakeup, Wakeup
 from threadbox.projections.memory import MemoryViewBackend
 
 from .store import RecorderStore, StoreLocation
+
+EVENTS_CHANNEL = "stored_events"  # eventsourcing's PostgreSQL recorder NOTIFYs its table name
 
 
 def open_mailbox(
@@ -20,8 +24,22 @@ def open_mailbox(
     location = StoreLocation.parse(url)
     store = RecorderStore(location)
     try:
-        backend = MemoryViewBackend()
-        return Mailbox(store, ProjectedViews(store, backend), settings)
+        backend, wakeup = view_backend(location)
+        return Mailbox(store, ProjectedViews(store, backend, wakeup), settings)
     except BaseException:
         store.close()
         raise
+
+
+def view_backend(location: StoreLocation) -> tuple[ViewBackend, Wakeup]:
+    """The views in the same database as the events, and how a follower learns of new ones."""
+    if location.kind == "sqlite":
+        from threadbox.projections.sqlite_views import sqlite_view_backend
+
+        return sqlite_view_backend(location.sqlite_path), PollingWakeup(0.05)
+    if location.kind == "postgres":
+        from threadbox.projections.postgres_views import postgres_view_backend
+
+        backend = postgres_view_backend(location.pg_conninfo, location.pg_schema)
+        return backend, ListeningWakeup(location.pg_conninfo, EVENTS_CHANNEL, fallback=1.0)
+    return MemoryViewBackend(), PollingWakeup(0.05)

@@ -3,16 +3,36 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 
 from threadbox.domain.records import Checkpoint, CommittedMessage, PendingEntry, RunRecord
-from threadbox.ports import EventStore, Progress, VerifyReport, ViewStatus
+from threadbox.ports import EventStore, Notified, Progress, VerifyReport, ViewStatus
 
 from . import changes_for, reading
 from .backend import ViewBackend
-from .changes import TABLES, Change
+from .changes import TABLES, Key, Row
+from .follower import Follower, FollowerFailed, FollowerStatus, PollingWakeup, Wakeup, log
 from .tables import Tables
 
-BATCH = 1000
+BATCH = 1000  # events per catch-up transaction
+
+
+class ProjectionFailed(RuntimeError):
+    """An event could not be applied to the views; they stay just before it."""
+
+    def __init__(self, position: int, event_type: str) -> None:
+        super().__init__(f"the views cannot apply event {position} ({event_type})")
+        self.position = position
+        self.event_type = event_type
+
+
+def difference(table: str, key: Key, expected: Row | None, found: Row | None) -> str:
+    """One verify finding: (thread, view, key, expected, found); None where a row is absent."""
+    if expected is not None and found is not None:
+        columns = [c for c in expected if found.get(c) != expected[c]]
+        expected = {c: expected[c] for c in columns}
+        found = {c: found.get(c) for c in columns}
+    return f"thread {key[0]!r} view_{table} key {key!r}: expected {expected}, found {found}"
 
 
 def fold_log(
@@ -37,11 +57,15 @@ def fold_log(
 class ProjectedViews:
     """The ``Views`` port over a backend: every read first sees the backend's latest position."""
 
-    def __init__(self, store: EventStore, backend: ViewBackend) -> None:
+    def __init__(
+        self, store: EventStore, backend: ViewBackend, wakeup: Wakeup | None = None
+    ) -> None:
         self.store = store
         self.backend = backend
+        self.wakeup = wakeup or PollingWakeup(0.05)
         self._lock = threading.Lock()
         self._seen = 0  # a lower bound of the backend's position
+        self._follower: Follower | None = None
 
     def catch_up(self, until: int | None = None, progress: Progress | None = None) -> int:
         if until is not None and self._seen >= until:
@@ -53,17 +77,26 @@ class ProjectedViews:
                 batch = self.store.read(after=position, limit=BATCH)
                 if not batch:
                     break
-                changes: list[Change] = []
-                for item in batch:
-                    changes.extend(changes_for(item.event, item.position))
-                if self.backend.apply(changes, position, batch[-1].position):
-                    position = batch[-1].position
-                else:
-                    position = self.backend.position()  # another process applied them
+                position = self._advance(batch, position)
                 if progress:
                     progress(position, max(total, position))
             self._seen = max(self._seen, position)
             return position
+
+    def _advance(self, batch: Sequence[Notified], position: int) -> int:
+        """Apply a batch in one transaction; the position the views are at afterwards."""
+        try:
+            changes = [c for item in batch for c in changes_for(item.event, item.position)]
+            applied = self.backend.apply(changes, position, batch[-1].position)
+        except Exception as error:
+            if len(batch) == 1:
+                raise ProjectionFailed(batch[0].position, type(batch[0].event).__name__) from error
+            # Find the failing event: apply the events before it, then stop at it.
+            for item in batch:
+                if item.position > position:
+                    position = self._advance([item], position)
+            return position
+        return batch[-1].position if applied else self.backend.position()
 
     def rebuild(self, progress: Progress | None = None) -> int:
         with self._lock:
@@ -79,23 +112,9 @@ class ProjectedViews:
         differences: list[str] = []
         for table, rows in expected.flat().items():
             seen = found.get(table, {})
-            for key, row in rows.items():
-                if key not in seen:
-                    differences.append(
-                        f"thread {key[0]!r} view_{table} {key!r}: missing; expected {row}"
-                    )
-                elif seen[key] != row:
-                    diff = {
-                        c: (v, seen[key].get(c)) for c, v in row.items() if seen[key].get(c) != v
-                    }
-                    differences.append(
-                        f"thread {key[0]!r} view_{table} {key!r}: (expected, found) {diff}"
-                    )
-            for key, row in seen.items():
-                if key not in rows:
-                    differences.append(
-                        f"thread {key[0]!r} view_{table} {key!r}: unexpected row {row}"
-                    )
+            for key in sorted(rows.keys() | seen.keys(), key=repr):
+                if rows.get(key) != seen.get(key):
+                    differences.append(difference(table, key, rows.get(key), seen.get(key)))
         assert set(expected.rows) == set(TABLES)
         return VerifyReport(ok=not differences, differences=differences, events=position)
 
@@ -127,5 +146,26 @@ class ProjectedViews:
     def thread_exists(self, thread_id: str) -> bool:
         return self.backend.thread_exists(thread_id)
 
+    def start_following(self) -> None:
+        """Keep catching up in a background thread (long-running processes: the server)."""
+        if self._follower is None or not self._follower.status().running:
+            self._follower = Follower(self.catch_up, self.wakeup)
+            self._follower.start()
+
+    def stop_following(self) -> None:
+        """Stop the background catch-up; raises ``FollowerFailed`` if its latest attempt failed."""
+        follower, self._follower = self._follower, None
+        if follower is not None:
+            follower.stop()
+
+    def following(self) -> FollowerStatus | None:
+        return self._follower.status() if self._follower is not None else None
+
     def close(self) -> None:
-        self.backend.close()
+        try:
+            self.stop_following()
+        except FollowerFailed:
+            # Logged when it happened and shown by following(); closing must still free all.
+            log.warning("views closed while their background catch-up was failing")
+        finally:
+            self.backend.close()

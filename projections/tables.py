@@ -5,9 +5,10 @@ Rows are grouped by thread: ``rows[table][thread_id][rest of key] = row``.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
 from typing import Any
+
+import orjson
 
 from .changes import (
     KEYS,
@@ -23,6 +24,11 @@ from .changes import (
     Row,
     Update,
 )
+
+
+def _copy(value: Any) -> Any:
+    """A private copy of JSON-able row values (several times faster than ``copy.deepcopy``)."""
+    return orjson.loads(orjson.dumps(value))
 
 
 class MissingRow(LookupError):
@@ -43,21 +49,21 @@ class Tables:
         match change:
             case Insert(table=table, row=row):
                 key = tuple(row[c] for c in KEYS[table])
-                self.rows[table].setdefault(key[0], {})[key[1:]] = copy.deepcopy(row)
+                self.rows[table].setdefault(key[0], {})[key[1:]] = _copy(row)
             case Update(table=table, key=key, values=values):
-                self._get(table, key).update(copy.deepcopy(values))
+                self._get(table, key).update(_copy(values))
             case Delete(table=table, key=key):
                 self._get(table, key)
                 del self.rows[table][key[0]][key[1:]]
             case Increment(table=table, key=key, column=column, delta=delta):
                 self._get(table, key)[column] += delta
             case Extend(table=table, key=key, column=column, items=items):
-                self._get(table, key)[column].extend(copy.deepcopy(items))
+                self._get(table, key)[column].extend(_copy(items))
             case AppendPending(thread_id=thread_id, rows=rows):
                 queue = self.rows["pending"].setdefault(thread_id, {})
                 last = max((r["position"] for r in queue.values()), default=0)
                 for n, row in enumerate(rows, start=last + 1):
-                    queue[(row["pending_id"],)] = {**copy.deepcopy(row), "position": n}
+                    queue[(row["pending_id"],)] = {**_copy(row), "position": n}
             case Renumber(thread_id=thread_id):
                 queue = self.rows["pending"].get(thread_id, {})
                 for n, row in enumerate(sorted(queue.values(), key=_position), start=1):

@@ -1,0 +1,5 @@
+"""``python -m threadbox``: the command line."""
+
+from threadbox.infrastructure.cli import main
+
+main()

@@ -1,0 +1,84 @@
+"""``threadbox views status|catch-up|rebuild|verify``, with progress bars on long work."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .commands import AsJson
+from .session import Session, session_of
+
+
+@contextmanager
+def progress_bar(session: Session, what: str) -> Iterator[Callable[[int, int], None]]:
+    """A ``(done, total)`` callback drawing a bar on stderr (stdout stays clean for --json)."""
+    columns = (TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    quiet = not session.err.is_terminal  # no bar in pipes and logs
+    with Progress(*columns, console=session.err, transient=True, disable=quiet) as bar:
+        task = bar.add_task(what, total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield advance
+
+
+def build_views_cli() -> typer.Typer:
+    views = typer.Typer(help="The read models: status, catch-up, rebuild, verify.")
+
+    @views.command()
+    def status(ctx: typer.Context, as_json: AsJson = False) -> None:
+        """How far the views are behind the log."""
+        session = session_of(ctx)
+        with session.mailbox() as mailbox:
+            found = mailbox.views.status()
+            report = {
+                "position": found.position,
+                "log_position": found.log_position,
+                "lag": found.lag,
+            }
+            if as_json:
+                session.print_json(report)
+            else:
+                session.out.print(
+                    f"views at {found.position} of {found.log_position} (lag {found.lag})"
+                )
+
+    @views.command("catch-up")
+    def catch_up(ctx: typer.Context) -> None:
+        """Apply every event the views have not seen."""
+        session = session_of(ctx)
+        with session.mailbox() as mailbox, progress_bar(session, "catching up") as advance:
+            position = mailbox.views.catch_up(progress=advance)
+        session.out.print(f"views at position {position}")
+
+    @views.command()
+    def rebuild(ctx: typer.Context) -> None:
+        """Rebuild every view from the start of the log."""
+        session = session_of(ctx)
+        with session.mailbox() as mailbox, progress_bar(session, "rebuilding") as advance:
+            position = mailbox.views.rebuild(progress=advance)
+        session.out.print(f"views rebuilt up to position {position}")
+
+    @views.command()
+    def verify(ctx: typer.Context, as_json: AsJson = False) -> None:
+        """Compare the views with an independent fold of the whole log."""
+        session = session_of(ctx)
+        with session.mailbox() as mailbox, progress_bar(session, "verifying") as advance:
+            report = mailbox.views.verify(progress=advance)
+        if as_json:
+            session.print_json(
+                {"ok": report.ok, "differences": report.differences, "events": report.events}
+            )
+        elif report.ok:
+            session.out.print(f"views match the log ({report.events} events)")
+        else:
+            for difference in report.differences:
+                session.out.print(difference, markup=False)
+        if not report.ok:
+            raise typer.Exit(1)
+
+    return views

@@ -1,0 +1,53 @@
+"""The app factory: a FastAPI app over a ``Mailbox``, configured by arguments only."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from threadbox import Mailbox
+
+from . import commands, reads, stream
+from .auth import BearerTokenGuard
+from .limits import BodyLimit, body_limit_for
+from .problems import install_problem_handlers
+from .stream import StreamSettings
+
+
+def create_app(
+    mailbox: Mailbox,
+    *,
+    token: str | None = None,
+    max_body_bytes: int | None = None,
+    stream_settings: StreamSettings | None = None,
+    close_on_shutdown: bool = False,
+) -> FastAPI:
+    """The HTTP API of API.md §3 over ``mailbox``; ``token`` set -> bearer auth on every route
+    but ``/healthz``. The caller owns the mailbox, unless ``close_on_shutdown`` hands it over:
+    then the server's shutdown closes it (uvicorn re-raises SIGTERM after its shutdown, so
+    code after ``uvicorn.run`` would not get to)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if close_on_shutdown:
+            mailbox.close()
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="threadbox",
+        version="0.1.0",
+        summary="An event-sourced mailbox for AI-agent conversations.",
+    )
+    app.state.mailbox = mailbox
+    app.state.stream_settings = stream_settings or StreamSettings()
+    install_problem_handlers(app)
+    app.include_router(commands.router)
+    app.include_router(stream.router)
+    app.include_router(reads.router)
+    limit = max_body_bytes or body_limit_for(mailbox.settings.max_message_bytes)
+    app.add_middleware(BodyLimit, limit=limit)
+    if token:
+        app.add_middleware(BearerTokenGuard, token=token)  # added last: runs first
+    return app

@@ -1,0 +1,69 @@
+"""Request bodies over the limit are refused with 413 before they are parsed or buffered whole."""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .problems import BodyTooLarge, problem_response
+
+# A request may carry a few messages of the mailbox's largest size, plus the JSON around them;
+# bigger batches go in several requests (the mailbox still checks each message).
+BODY_FACTOR = 4
+BODY_OVERHEAD = 64 * 1024
+
+
+def body_limit_for(max_message_bytes: int) -> int:
+    return max_message_bytes * BODY_FACTOR + BODY_OVERHEAD
+
+
+class BodyLimit:
+    """ASGI middleware: checks ``Content-Length``, and counts the bytes of streamed bodies."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                await self._refuse(scope, receive, send, 400, "Content-Length is not a number")
+                return
+            if int(declared) > self.limit:
+                await self._refuse(scope, receive, send, 413, BodyTooLarge(self.limit).detail)
+                return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise BodyTooLarge(self.limit)
+            return message
+
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except BodyTooLarge as too_large:
+            if started:
+                raise
+            await self._refuse(scope, receive, send, 413, too_large.detail)
+
+    async def _refuse(
+        self, scope: Scope, receive: Receive, send: Send, status: int, detail: str
+    ) -> None:
+        code = "payload_too_large" if status == 413 else "invalid_input"
+        fields = {"limit": self.limit} if status == 413 else {"field": "content-length"}
+        response = problem_response(status, code, detail, fields, headers={"Connection": "close"})
+        await response(scope, receive, send)

@@ -1,0 +1,160 @@
+"""RFC 9457 problem documents: every threadbox error, and every rejected request, as JSON."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from threadbox import errors
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://threadbox.dev/problems/"
+
+log = logging.getLogger("threadbox.http")
+
+# API.md §3: the status of each error code; a code missing here is a defect (500).
+STATUS_BY_CODE: dict[str, int] = {
+    "invalid_input": 422,
+    "payload_too_large": 413,
+    "thread_not_found": 404,
+    "pending_not_found": 404,
+    "message_not_found": 404,
+    "run_not_found": 404,
+    "already_consumed": 409,
+    "retracted": 409,
+    "expired": 409,
+    "message_id_in_use": 409,
+    "reorder_mismatch": 409,
+    "delivery_blocked": 409,
+    "thread_busy": 409,
+    "run_not_running": 409,
+    "run_not_waiting": 409,
+    "revision_conflict": 412,
+    "version_conflict": 412,
+    "contention": 503,
+}
+
+TITLES: dict[int, str] = {
+    400: "Bad request",
+    401: "Unauthorized",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    412: "Precondition failed",
+    413: "Content too large",
+    422: "Invalid input",
+    428: "Precondition required",
+    500: "Internal server error",
+    503: "Service unavailable",
+}
+
+
+class BodyTooLarge(HTTPException):
+    """Raised while a request body streams in, once it passes the limit."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is larger than {limit} bytes")
+        self.limit = limit
+
+
+class Problem(Exception):
+    """A request the HTTP layer itself rejects (bad header, missing If-Match, bad token)."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        headers: dict[str, str] | None = None,
+        **fields: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.headers = headers or {}
+        self.fields = fields
+
+
+def problem_response(
+    status: int,
+    code: str,
+    detail: str,
+    fields: dict[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": TYPE_BASE + code,
+        "title": TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    for key, value in (fields or {}).items():
+        body.setdefault(key, value)
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def error_response(error: errors.ThreadboxError) -> JSONResponse:
+    status = STATUS_BY_CODE.get(error.code)
+    if status is None:
+        raise error  # an error without a documented status: let it surface as a 500
+    headers = {}
+    if isinstance(error, errors.Contention):
+        headers["Retry-After"] = str(error.retry_after)
+    return problem_response(status, error.code, error.message, error.details(), headers)
+
+
+def _field_of(location: tuple[int | str, ...]) -> str:
+    # ("body", "messages", 0, "role") -> "messages.0.role"; ("query", "limit") -> "limit"
+    parts = [str(p) for p in location[1:]] if len(location) > 1 else [str(p) for p in location]
+    return ".".join(parts)
+
+
+def validation_response(error: RequestValidationError) -> JSONResponse:
+    first = error.errors()[0] if error.errors() else {"loc": (), "msg": "invalid request"}
+    if first.get("type") == "json_invalid":
+        return problem_response(
+            400, "invalid_input", "request body is not valid JSON", {"field": "body"}
+        )
+    field = _field_of(tuple(first.get("loc", ())))
+    return problem_response(
+        422, "invalid_input", f"invalid {field or 'request'}: {first['msg']}", {"field": field}
+    )
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    async def on_threadbox_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, errors.ThreadboxError)
+        return error_response(exc)
+
+    async def on_problem(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, Problem)
+        return problem_response(exc.status, exc.code, exc.detail, exc.fields, exc.headers)
+
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return validation_response(exc)
+
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
+            exc.status_code, "http_error"
+        )
+        fields = {"limit": exc.limit} if isinstance(exc, BodyTooLarge) else None
+        return problem_response(exc.status_code, code, str(exc.detail), fields, exc.headers)
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+        return problem_response(500, "internal_error", "the server failed; see its log")
+
+    app.add_exception_handler(errors.ThreadboxError, on_threadbox_error)
+    app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(HTTPException, on_http)
+    app.add_exception_handler(Exception, on_unexpected)

@@ -1,0 +1,98 @@
+"""The SSE change stream of a thread: ``id:`` = version, ``event:`` = event type, resumable.
+
+New events may come from any process, so the stream polls the thread's log (an indexed read
+of the versions after the last one sent) in the threadpool; sse-starlette sends heartbeat
+comments, notices disconnected clients and ends the stream on server shutdown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+
+import anyio
+from fastapi import APIRouter, Header, Query, Request
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.concurrency import run_in_threadpool
+from threadbox import Mailbox, RecordedEvent
+
+from .commands import MailboxDep
+from .problems import Problem
+
+router = APIRouter()
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    poll_interval: float = 0.25  # seconds between reads of the log while nothing is new
+    heartbeat: float = 15.0  # seconds between keep-alive comments
+    shutdown_grace: float = 2.0  # seconds a stream has to end cleanly when the server stops
+
+
+def resume_point(last_event_id: str | None, after_version: int) -> int:
+    """``Last-Event-ID`` (sent by a reconnecting client) wins over ``?after_version=``."""
+    if last_event_id is None or not last_event_id.strip():
+        return after_version
+    value = last_event_id.strip()
+    if not value.isdigit():
+        raise Problem(
+            400,
+            "invalid_input",
+            f"Last-Event-ID must be a thread version (a whole number), not {last_event_id!r}",
+            field="last-event-id",
+        )
+    return int(value)
+
+
+def sse_event(event: RecordedEvent) -> ServerSentEvent:
+    return ServerSentEvent(data=event.model_dump_json(), event=event.type, id=str(event.version))
+
+
+async def follow(
+    mailbox: Mailbox,
+    thread_id: str,
+    first: list[RecordedEvent],
+    after: int,
+    settings: StreamSettings,
+    shutdown: anyio.Event,
+) -> AsyncIterator[ServerSentEvent]:
+    """Every event after ``after``, in version order, each exactly once; then live ones, until
+    the server shuts down (the response then ends with its last chunk, not a cut connection)."""
+    batch = first
+    while True:
+        for event in batch:
+            if event.version > after:  # a version is sent once, even if two reads overlap
+                after = event.version
+                yield sse_event(event)
+        with anyio.move_on_after(settings.poll_interval):
+            await shutdown.wait()
+        if shutdown.is_set():
+            return
+        batch = await run_in_threadpool(mailbox.history, thread_id, after_version=after)
+
+
+@router.get(
+    "/v1/threads/{thread_id}/events/stream",
+    response_class=EventSourceResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def stream(
+    thread_id: str,
+    request: Request,
+    mailbox: MailboxDep,
+    after_version: Annotated[int, Query(ge=0)] = 0,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> EventSourceResponse:
+    after = resume_point(last_event_id, after_version)
+    # The first read happens before the response starts, so an unknown thread is a plain 404.
+    first = await run_in_threadpool(mailbox.history, thread_id, after_version=after)
+    settings: StreamSettings = request.app.state.stream_settings
+    shutdown = anyio.Event()  # set by sse-starlette when the server is stopping
+    return EventSourceResponse(
+        follow(mailbox, thread_id, first, after, settings, shutdown),
+        ping=settings.heartbeat,
+        shutdown_event=shutdown,
+        shutdown_grace_period=settings.shutdown_grace,
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,127 @@
+"""The `threadbox` command line on SQLite files: the demo, reading commands, export/import and
+error exits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import threadbox
+from threadbox import Message
+from threadbox.infrastructure.cli import build_cli
+from typer.testing import CliRunner
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'cli.db'}"
+
+
+def run(url: str, *args: str, stdin: str | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(build_cli({"THREADBOX_URL": url}), list(args), input=stdin)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_the_demo_plays_the_whole_story_on_its_own_store(url: str) -> None:
+    code, out, _ = run(url, "demo")
+    assert code == 0, out
+    assert "step 11" in out
+    assert "run-1 natural_end, run-2 interrupted, run-3 natural_end" in out
+    assert "Skip the museums" not in out.split("step 6")[1]  # retracted, never committed
+
+
+def test_delivered_messages_show_up_in_show_json(url: str) -> None:
+    assert run(url, "deliver", "t1", "--text", "hello", "--boundary", "next_step")[0] == 0
+    message = json.dumps({"id": "m2", "role": "system", "content": [{"type": "text", "text": "x"}]})
+    assert run(url, "deliver", "t1", "--json-file", "-", stdin=message)[0] == 0
+    code, out, _ = run(url, "show", "t1", "--json")
+    assert code == 0
+    shown = json.loads(out)
+    assert [e["message"]["role"] for e in shown["thread"]["pending"]] == ["user", "system"]
+    assert shown["thread"]["pending"][0]["mode"]["boundary"] == "next_step"
+    assert shown["committed"] == []
+
+
+def test_the_commands_move_messages_through_both_zones(url: str) -> None:
+    run(url, "deliver", "t1", "--text", "a", "--text", "b")
+    ids = [
+        e["pending_id"]
+        for e in json.loads(run(url, "show", "t1", "--json")[1])["thread"]["pending"]
+    ]
+    assert run(url, "edit", "t1", ids[0], "--text", "A", "--revision", "1")[0] == 0
+    assert run(url, "reorder", "t1", ids[1], ids[0])[0] == 0
+    code, out, _ = run(url, "freeze", "t1", "--run", "r1", "--json")
+    assert code == 0
+    committed = json.loads(out)["committed"]
+    assert [m["message"]["content"][0]["text"] for m in committed] == ["b", "A"]
+    assert run(url, "finish-run", "t1", "--run", "r1")[0] == 0
+    code, out, _ = run(url, "history", "t1", "--json")
+    assert [e["type"] for e in json.loads(out)][-1] == "RunFinished"
+    code, out, _ = run(url, "show", "t1", "--at-version", "2", "--json")
+    assert json.loads(out)["thread"]["version"] == 2
+
+
+def test_export_then_import_into_an_empty_store_reproduces_the_history(
+    url: str, tmp_path: Path
+) -> None:
+    with threadbox.open(url) as mailbox:
+        mailbox.deliver("t1", [Message.user("a", id="m1")])
+        mailbox.submit("t2", [Message.user("b", id="m2")], {"boundary": "new_run"}, "r1")
+        mailbox.edit("t1", "m1", Message.user("a2", id="m1"))
+        originals = {t: mailbox.history(t) for t in ("t1", "t2")}
+    dump = tmp_path / "dump.jsonl"
+    assert run(url, "export", "--output", str(dump))[0] == 0
+    lines = [json.loads(line) for line in dump.read_text().splitlines()]
+    assert [(r["thread_id"], r["version"]) for r in lines if r["thread_id"] == "t1"] == [
+        ("t1", 1),
+        ("t1", 2),
+        ("t1", 3),
+    ]
+    target = f"sqlite:///{tmp_path / 'target.db'}"
+    code, out, _ = run(target, "import", str(dump))
+    assert code == 0, out
+    with threadbox.open(target) as copy:
+        assert {t: copy.history(t) for t in ("t1", "t2")} == originals
+        assert [m.message.id for m in copy.committed("t2")] == ["m2"]
+    again = run(target, "import", str(dump))
+    assert again[0] == 2
+    assert again[2].startswith("error [invalid_input]: thread 't")
+    assert "does not overwrite" in again[2]
+    with threadbox.open(target) as copy:
+        assert copy.history("t1") == originals["t1"]  # nothing was written twice
+
+
+def test_export_of_named_threads_writes_only_those(url: str) -> None:
+    with threadbox.open(url) as mailbox:
+        mailbox.deliver("t1", [Message.user("a")])
+        mailbox.deliver("t2", [Message.user("b")])
+    code, out, _ = run(url, "export", "t2")
+    assert code == 0
+    assert {json.loads(line)["thread_id"] for line in out.splitlines()} == {"t2"}
+    assert run(url, "export", "nope")[0] == 1
+
+
+def test_errors_are_one_line_with_their_code_and_a_fitting_exit_status(url: str) -> None:
+    run(url, "deliver", "t1", "--text", "a")
+    code, out, err = run(url, "edit", "t1", "nope", "--text", "x")
+    assert code == 1
+    assert err == "error [pending_not_found]: no pending message 'nope' in thread 't1'\n"
+    assert "Traceback" not in out + err
+    code, _, err = run(url, "deliver", "t1", "--text", "x", "--boundary", "someday")
+    assert (code, err.split(":")[0]) == (2, "error [invalid_input]")
+    assert run(url, "deliver", "t1")[0] == 2  # no message given
+    assert run(url, "freeze", "t1", "--no-such-option")[0] == 2
+    assert run(url, "show", "missing")[0] == 1
+
+
+def test_the_views_commands_report_and_verify(url: str) -> None:
+    with threadbox.open(url) as mailbox:
+        mailbox.deliver("t1", [Message.user("a")])
+    code, out, _ = run(url, "views", "status", "--json")
+    assert code == 0
+    assert json.loads(out)["log_position"] == 2
+    assert run(url, "views", "catch-up")[0] == 0
+    assert run(url, "views", "rebuild")[0] == 0
+    code, out, _ = run(url, "views", "verify", "--json")
+    assert (code, json.loads(out)["ok"]) == (0, True)

@@ -1,0 +1,27 @@
+"""Property-based requests generated from /openapi.json: no operation answers with a 5xx."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import schemathesis
+import threadbox
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from threadbox.infrastructure.http import create_app
+
+# One memory mailbox for the whole run, so later requests meet the state earlier ones left.
+app = create_app(threadbox.open("memory://"))
+schema = schemathesis.openapi.from_asgi("/openapi.json", app).exclude(
+    path_regex=r"/events/stream$"  # an endless SSE stream, tested in test_http_sse.py
+)
+
+
+@schema.parametrize()
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+def test_no_generated_request_makes_the_server_fail(case: schemathesis.Case[Any]) -> None:
+    case.call_and_validate(checks=[not_a_server_error])
