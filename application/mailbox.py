@@ -69,7 +69,8 @@ def _id(value: Any, what: str) -> str:
 
 
 def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """A whole number the stores can hold (their integer columns are 64-bit)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value < 2**63
 
 
 def _guard(value: object, what: str) -> int | None:
@@ -97,7 +98,6 @@ class Mailbox:
         self._cache: OrderedDict[str, Thread] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._stripes = [threading.Lock() for _ in range(64)]
-        self._written = 0  # the log position of this process's latest write
         self.conflicts = 0  # storage conflicts retried, for benchmarks and audits
 
     # ---- commands --------------------------------------------------------------------------
@@ -251,11 +251,9 @@ class Mailbox:
         return self.views.runs(thread_id)
 
     def run(self, run_id: str) -> RunRecord:
+        run_id = _id(run_id, "run_id")
         self._catch_up()
-        found = self.views.run(_id(run_id, "run_id"))
-        if found is None:
-            self.views.catch_up()  # it may be another process's run, not yet in these views
-            found = self.views.run(run_id)
+        found = self.views.run(run_id)
         if found is None:
             raise errors.RunNotFound(run_id)
         return found
@@ -327,13 +325,13 @@ class Mailbox:
                         continue
                     return decision.result, state.version
                 try:
-                    positions = self.store.append(decision.events)
+                    self.store.append(decision.events)
                 except StreamConflict:
                     self.conflicts += 1
                     self._refresh(state)
                     self._backoff(attempt)
                     continue
-                self._applied(state, decision.events, positions)
+                self._applied(state, decision.events)
                 return decision.result, state.version
             raise errors.Contention(thread_id, self.settings.max_attempts)
 
@@ -376,25 +374,22 @@ class Mailbox:
                 self._cache.pop(state.thread_id, None)
             raise
 
-    def _applied(self, state: Thread, events: Sequence[Any], positions: Sequence[int]) -> None:
+    def _applied(self, state: Thread, events: Sequence[Any]) -> None:
         before = state.version
         self._fold(state, events)
-        if positions:
-            self._written = max(self._written, max(positions))
         interval = self.settings.snapshot_interval
         if state.version // interval > before // interval:
             self.store.save_snapshot(state)
 
     def _catch_up(self) -> None:
-        """Read-your-writes: the views reflect at least every write this process made."""
-        self.views.catch_up(until=self._written)
+        """A view read reflects every command that returned before it, in any process: the
+        views catch up to the end of the log first (a position check when they are current)."""
+        self.views.catch_up()
 
     def _read_views(self, thread_id: str) -> None:
         self._catch_up()
         if not self.views.thread_exists(_id(thread_id, "thread_id")):
-            self.views.catch_up()  # another process may have written it since these views
-            if not self.views.thread_exists(thread_id):
-                raise errors.ThreadNotFound(thread_id)
+            raise errors.ThreadNotFound(thread_id)
 
     # ---- input -----------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import orjson
@@ -42,6 +42,7 @@ from threadbox.infrastructure.store import StoreLocation
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
+T = TypeVar("T")
 console = Console(width=None if sys.stdout.isatty() else 130)
 
 
@@ -83,9 +84,10 @@ class Timings:
     name: str
     samples: list[float] = field(default_factory=list)
 
-    def time(self, call: Callable[[], Any]) -> Any:
+    def time(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``call(*args, **kwargs)``, its duration recorded."""
         start = time.perf_counter()
-        result = call()
+        result = call(*args, **kwargs)
         self.samples.append(time.perf_counter() - start)
         return result
 

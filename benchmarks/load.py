@@ -299,7 +299,9 @@ def load(
         with console.status("auditing"), threadbox.open(store_url) as mb:
             audit = audit_store(mb)
             log_events = mb.store.last_position()
-        bare = bare_rate(store_url, processes, threads, seconds)
+    with own_store(url, "bare") as bare_url:  # bare events are not threadbox events
+        threadbox.open(bare_url).close()
+        bare = bare_rate(bare_url, processes, threads, seconds)
     return summarise(reports, audit, log_events, bare, processes, threads, seconds)
 
 

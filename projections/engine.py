@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 
@@ -11,10 +12,11 @@ from threadbox.ports import EventStore, Notified, Progress, VerifyReport, ViewSt
 from . import changes_for, reading
 from .backend import ViewBackend
 from .changes import TABLES, Key, Row
-from .follower import Follower, FollowerFailed, FollowerStatus, PollingWakeup, Wakeup, log
+from .follower import Follower, FollowerFailed, FollowerStatus, PollingWakeup, Wakeup
 from .tables import Tables
 
 BATCH = 1000  # events per catch-up transaction
+log = logging.getLogger("threadbox.views")
 
 
 class ProjectionFailed(RuntimeError):
@@ -99,6 +101,8 @@ class ProjectedViews:
         return batch[-1].position if applied else self.backend.position()
 
     def rebuild(self, progress: Progress | None = None) -> int:
+        """Fold the log aside, swap the result in, catch up. ``progress`` is called with
+        (events, log end) while folding, then with (rows, all rows) while filling."""
         with self._lock:
             tables, position = fold_log(self.store, progress=progress)
             self.backend.replace_all(tables, position, progress)

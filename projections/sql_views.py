@@ -50,6 +50,8 @@ INT_COLUMNS = frozenset(
 )
 BOOL_COLUMNS = frozenset({"visible"})
 ID_COLUMNS = frozenset({"thread_id", "pending_id", "run_id", "message_id"})
+# Free text stored as JSON too: PostgreSQL TEXT refuses NUL, which a run's detail may hold.
+ENCODED = JSON_COLUMNS | {"detail"}
 REBUILD = "__rebuild"
 BULK_ROWS = 5000
 IN_LIST = 500  # parameters per IN (...) list when loading rows for a batch
@@ -105,9 +107,7 @@ def _column_type(dialect: Dialect, column: str) -> str:
 
 
 def _encode(table: str, row: Row) -> tuple[Any, ...]:
-    return tuple(
-        orjson.dumps(row[c]).decode() if c in JSON_COLUMNS else row[c] for c in COLUMNS[table]
-    )
+    return tuple(orjson.dumps(row[c]).decode() if c in ENCODED else row[c] for c in COLUMNS[table])
 
 
 def _decode(table: str, values: Sequence[Any]) -> Row:
@@ -115,7 +115,7 @@ def _decode(table: str, values: Sequence[Any]) -> Row:
     for column, value in zip(COLUMNS[table], values, strict=True):
         if value is None:
             row[column] = None
-        elif column in JSON_COLUMNS:
+        elif column in ENCODED:
             row[column] = orjson.loads(value)
         elif column in BOOL_COLUMNS:
             row[column] = bool(value)
@@ -269,9 +269,10 @@ class SqlViewBackend:
             if changed:
                 sets = ", ".join(f"{c} = ?" for c in rest)
                 text = f"UPDATE view_{table} SET {sets} WHERE {match}"
-                params = [
-                    (*_encode(table, row)[len(keys) :], *(row[c] for c in keys)) for row in changed
-                ]
+                params = []
+                for row in changed:
+                    encoded = dict(zip(columns, _encode(table, row), strict=True))
+                    params.append((*(encoded[c] for c in rest), *(row[c] for c in keys)))
                 cursor.executemany(self.dialect.sql(text), params)
             if added:
                 marks = ", ".join("?" * len(columns))

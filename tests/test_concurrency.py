@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import random
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 import threadbox
@@ -39,11 +40,12 @@ class Report:
 LEGITIMATE = (NotPending, RunNotRunning, ThreadBusy)  # domain outcomes of losing a race fairly
 
 
-def write(url: str, writer: int) -> Report:
-    """One process: ~40 mixed commands on the shared thread."""
+def write(url: str, writer: int, start: Any) -> Report:
+    """One process: ~40 mixed commands on the shared thread, once every writer is ready."""
     rng = random.Random(writer)
     report = Report()
     with threadbox.open(url) as mailbox:
+        start.wait(timeout=60)
         for n in range(COMMANDS):
             action = rng.choice(
                 ["deliver", "deliver", "edit", "steer", "start", "output", "finish"]
@@ -82,8 +84,10 @@ def test_concurrent_writers_of_one_thread_lose_nothing(store_url: str) -> None:
     with threadbox.open(store_url) as mailbox:  # creates the schema and the thread up front
         mailbox.deliver(T, [Message.user("first", id="first")])
     context = multiprocessing.get_context("spawn")
-    with context.Pool(WRITERS) as pool:
-        reports = pool.starmap(write, [(store_url, w) for w in range(WRITERS)], chunksize=1)
+    with context.Manager() as manager, context.Pool(WRITERS) as pool:
+        start = manager.Barrier(WRITERS)
+        jobs = [(store_url, w, start) for w in range(WRITERS)]
+        reports = pool.starmap(write, jobs, chunksize=1)
 
     assert [r.contention for r in reports] == [[]] * WRITERS
     assert [r.unexpected for r in reports] == [[]] * WRITERS
@@ -91,6 +95,7 @@ def test_concurrent_writers_of_one_thread_lose_nothing(store_url: str) -> None:
     outputs = set().union(*(r.outputs for r in reports))
     assert len(delivered) > WRITERS * 5, "the writers delivered something"
     with threadbox.open(store_url) as mailbox:
+        mailbox.views.catch_up()
         pending = [e.pending_id for e in mailbox.pending(T)]
         committed = mailbox.committed(T, include_hidden=True)
         committed_ids = [str(c.message.id) for c in committed]

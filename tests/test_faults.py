@@ -43,10 +43,15 @@ def report(kind: str, thread_id: str, ids: list[str]) -> None:
     print(json.dumps({"kind": kind, "thread": thread_id, "ids": ids}), flush=True)
 
 
+def wait_for_eof(stop: threading.Event) -> None:
+    sys.stdin.read()
+    stop.set()
+
+
 def write_until_stopped(url: str, prefix: str) -> None:
     """Deliver, freeze, commit output and finish runs on three threads, reporting each result."""
     stop = threading.Event()
-    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+    threading.Thread(target=wait_for_eof, args=(stop,), daemon=True).start()
     runs: dict[str, str | None] = {}
     with threadbox.open(url) as mailbox:
         i = 0

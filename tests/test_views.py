@@ -249,6 +249,14 @@ def test_checkpoints_record_each_freeze_and_each_output_commit(mailbox: Mailbox)
     ]
 
 
+def test_a_run_detail_with_any_character_reads_back_exactly(mailbox: Mailbox) -> None:
+    detail = 'tool crashed:\x00 "quoted" é 😀'
+    mailbox.submit("t", [Message.user("go")], None, "r")
+    mailbox.finish_run("t", "r", Termination.ERROR, detail)
+    assert mailbox.run("r").detail == detail
+    assert mailbox.views.verify().ok
+
+
 # ---- verify, rebuild, exactly once ----------------------------------------------------------
 
 
