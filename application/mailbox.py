@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
@@ -59,6 +60,27 @@ def _coerce(model: type[T], value: Any, what: str) -> T:
         return cast(T, model.model_validate(value))  # type: ignore[attr-defined]
     except ValidationError as e:
         raise _invalid(e, what) from None
+
+
+# Stored events and snapshots wrap a message in JSON levels of their own, and orjson refuses
+# more than 255 levels in all: a message itself may nest at most this deep.
+MAX_MESSAGE_DEPTH = 128
+
+
+def _unstorable(value: Any) -> str | None:
+    """Why JSON ``value`` would not be stored as sent (orjson writes NaN and infinities as null),
+    or None; iterative, so hostile input cannot exhaust the stack."""
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return f"{item} is not a JSON number"
+        if isinstance(item, (dict, list)):
+            if level > MAX_MESSAGE_DEPTH:
+                return f"nests deeper than {MAX_MESSAGE_DEPTH} levels"
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level + 1) for child in children)
+    return None
 
 
 def _id(value: Any, what: str) -> str:
@@ -395,8 +417,11 @@ class Mailbox:
 
     def _message(self, value: Any, what: str) -> Message:
         message = _coerce(Message, value, what)
+        dumped = message.model_dump(mode="json")
+        if (reason := _unstorable(dumped)) is not None:
+            raise errors.InvalidInput(f"invalid {what}: {reason}", what)
         try:
-            size = len(orjson.dumps(message.model_dump(mode="json")))
+            size = len(orjson.dumps(dumped))
         except orjson.JSONEncodeError as e:  # lone surrogates, integers beyond 64 bits, depth
             raise errors.InvalidInput(f"invalid {what}: not storable as JSON: {e}", what) from None
         if size > self.settings.max_message_bytes:

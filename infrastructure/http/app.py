@@ -10,7 +10,7 @@ from threadbox import Mailbox
 
 from . import commands, reads, stream
 from .auth import BearerTokenGuard
-from .limits import BodyLimit, body_limit_for
+from .limits import BodyLimit, Utf8Target, body_limit_for
 from .problems import install_problem_handlers
 from .stream import StreamSettings
 
@@ -48,6 +48,7 @@ def create_app(
     app.include_router(reads.router)
     limit = max_body_bytes or body_limit_for(mailbox.settings.max_message_bytes)
     app.add_middleware(BodyLimit, limit=limit)
+    app.add_middleware(Utf8Target)
     if token:
         app.add_middleware(BearerTokenGuard, token=token)  # added last: runs first
     return app

@@ -1,6 +1,9 @@
-"""Request bodies over the limit are refused with 413 before they are parsed or buffered whole."""
+"""Request bodies over the limit are refused with 413 before they are parsed or buffered whole;
+request targets that are not UTF-8 once percent-decoded are refused with 400."""
 
 from __future__ import annotations
+
+from urllib.parse import unquote_to_bytes
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -67,3 +70,24 @@ class BodyLimit:
         fields = {"limit": self.limit} if status == 413 else {"field": "content-length"}
         response = problem_response(status, code, detail, fields, headers={"Connection": "close"})
         await response(scope, receive, send)
+
+
+class Utf8Target:
+    """ASGI middleware: 400 when the raw path or query string is not UTF-8 once percent-decoded.
+    ASGI servers replace such bytes with U+FFFD, which would silently write to (or read) a
+    thread, pending entry or run whose id the client never sent."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for part, raw in (("path", scope.get("raw_path")), ("query", scope["query_string"])):
+                try:
+                    unquote_to_bytes(raw or b"").decode("utf-8")
+                except UnicodeDecodeError:
+                    detail = f"the {part} is not UTF-8 once percent-decoded"
+                    response = problem_response(400, "invalid_input", detail, {"field": part})
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)

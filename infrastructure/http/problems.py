@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -81,6 +82,16 @@ class Problem(Exception):
         self.fields = fields
 
 
+class ProblemResponse(JSONResponse):
+    """A problem document as ASCII JSON: what it echoes of the request (an unknown id, say) may
+    hold lone surrogates, which UTF-8 cannot encode but a ``\\ud800`` escape can."""
+
+    media_type = PROBLEM_JSON
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False).encode("ascii")
+
+
 def problem_response(
     status: int,
     code: str,
@@ -97,7 +108,7 @@ def problem_response(
     }
     for key, value in (fields or {}).items():
         body.setdefault(key, value)
-    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+    return ProblemResponse(body, status_code=status, headers=headers)
 
 
 def error_response(error: errors.ThreadboxError) -> JSONResponse:
@@ -143,9 +154,12 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
-        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
-            exc.status_code, "http_error"
-        )
+        code = {
+            400: "invalid_input",
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "payload_too_large",
+        }.get(exc.status_code, "http_error")
         fields = {"limit": exc.limit} if isinstance(exc, BodyTooLarge) else None
         return problem_response(exc.status_code, code, str(exc.detail), fields, exc.headers)
 
