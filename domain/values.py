@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
 MAX_ID_LENGTH = 200
+
+
+_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def check_id(value: str, what: str) -> str:
@@ -18,10 +22,10 @@ def check_id(value: str, what: str) -> str:
         raise ValueError(f"{what} must not be blank")
     if len(value) > MAX_ID_LENGTH:
         raise ValueError(f"{what} is {len(value)} characters long; at most {MAX_ID_LENGTH}")
-    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in value):
-        raise ValueError(f"{what} must not contain control characters")
-    if any(0xD800 <= ord(c) <= 0xDFFF for c in value):
-        raise ValueError(f"{what} must be valid Unicode (no lone surrogates)")
+    bad = _FORBIDDEN.search(value)
+    if bad is not None:
+        kind = "a lone surrogate" if "\ud800" <= bad.group() <= "\udfff" else "a control character"
+        raise ValueError(f"{what} must not contain {kind} (at index {bad.start()})")
     return value
 
 
