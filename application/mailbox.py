@@ -43,7 +43,7 @@ class Settings:
     max_attempts: int = 30
     backoff_base: float = 0.002
     backoff_cap: float = 0.05
-    snapshot_interval: int = 200
+    snapshot_interval: int = 100
     cache_size: int = 1024
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from threadbox.domain.events import AnyThreadEvent, ThreadEvent
 from threadbox.domain.records import Checkpoint, CommittedMessage, PendingEntry, RunRecord
@@ -24,6 +24,11 @@ class Notified:
     event: AnyThreadEvent
 
 
+# One event of the log as stored, without pydantic: (position, event type name, payload upcast
+# to the type's current version; the JSON form of ``threadbox.domain.events``).
+StoredPayload = tuple[int, str, dict[str, Any]]
+
+
 class EventStore(Protocol):
     kind: str  # "memory", "sqlite" or "postgres"
 
@@ -40,6 +45,11 @@ class EventStore(Protocol):
 
     def read(self, *, after: int, limit: int, upto: int | None = None) -> list[Notified]:
         """Events of every thread in log order, with positions greater than ``after``."""
+
+    def read_payloads(
+        self, *, after: int, limit: int, upto: int | None = None
+    ) -> list[StoredPayload]:
+        """As ``read``, but the stored payloads undecoded (for the projections: fast)."""
 
     def last_position(self) -> int: ...
 

@@ -311,7 +311,7 @@ def _plan_runs(state: Thread, boundary: DeliveryBoundary, run_id: str) -> _RunPl
     """The run rules of SEMANTICS §4.1; they raise even when nothing would be selected."""
     open_run = state.open_run
     if boundary == B.INTERRUPT:
-        if run_id in state.runs:
+        if state.run_id_used(run_id):
             raise errors.InvalidInput(
                 f"run id {run_id!r} was already used in this thread; interrupt starts a new run",
                 "run_id",
@@ -331,7 +331,7 @@ def _plan_runs(state: Thread, boundary: DeliveryBoundary, run_id: str) -> _RunPl
         if open_run.run_id != run_id:
             raise errors.ThreadBusy(open_run.run_id, "only the waiting run may resume now")
         return _RunPlan(False, True, None)
-    if run_id in state.runs:
+    if state.run_id_used(run_id):
         raise errors.InvalidInput(f"run id {run_id!r} was already used in this thread", "run_id")
     return _RunPlan(True, False, None)
 

@@ -74,10 +74,16 @@ class Thread:
     last_seq: int = 0
     runs: dict[str, Run] = field(default_factory=dict)
     open_run_id: str | None = None
+    # Ids of runs that ended before this state was restored from a snapshot: a snapshot keeps
+    # what decisions need (every run id ever used), not the history of finished runs.
+    earlier_run_ids: set[str] = field(default_factory=set)
 
     @property
     def exists(self) -> bool:
         return self.version > 0
+
+    def run_id_used(self, run_id: str) -> bool:
+        return run_id in self.runs or run_id in self.earlier_run_ids
 
     @property
     def open_run(self) -> Run | None:
@@ -134,6 +140,8 @@ class Thread:
         )
 
     def to_state(self) -> ThreadState:
+        if self.earlier_run_ids:
+            raise ValueError("a state restored from a snapshot lacks the run history: fold the log")
         return ThreadState(
             thread_id=self.thread_id,
             version=self.version,

@@ -14,12 +14,12 @@ import orjson
 from eventsourcing.persistence import StoredEvent
 from threadbox.domain.events import EVENT_TYPES, AnyThreadEvent, ThreadEvent
 from threadbox.domain.records import RunStatus, Termination
-from threadbox.domain.thread import Pending, Run, Thread
+from threadbox.domain.thread import Pending, Run, Thread, Usage
 from threadbox.domain.values import DeliveryMode, Message
 
 EVENT_TOPIC_PREFIX = "threadbox.domain.events:"
 SNAPSHOT_TOPIC = "threadbox.domain.thread:Thread"
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2
 
 
 def stream_id(thread_id: str) -> uuid.UUID:
@@ -28,13 +28,13 @@ def stream_id(thread_id: str) -> uuid.UUID:
 
 
 def encode_event(event: ThreadEvent) -> StoredEvent:
-    payload = event.model_dump(mode="json")
-    payload["_v"] = type(event).class_version
+    # pydantic's serializer writes the JSON directly; "_v" goes first, the payload's fields follow.
+    body = event.__pydantic_serializer__.to_json(event)
     return StoredEvent(
         originator_id=stream_id(event.thread_id),
         originator_version=event.version,
         topic=EVENT_TOPIC_PREFIX + type(event).__name__,
-        state=orjson.dumps(payload),
+        state=b'{"_v":%d,' % type(event).class_version + body[1:],
     )
 
 
@@ -119,16 +119,22 @@ def _run_from_json(d: dict[str, Any]) -> Run:
 
 
 def encode_snapshot(state: Thread) -> StoredEvent:
+    """What decisions need, compactly: committed ids in seq order, other fates by id list,
+    the open run in full and only the ids of the runs before it."""
+    committed = sorted((seq, i) for i, (how, seq) in state.used.items() if how == "committed")
+    open_run = state.open_run
     body = {
         "format": SNAPSHOT_FORMAT,
         "thread_id": state.thread_id,
         "version": state.version,
         "pending": [_pending_to_json(p) for p in state.pending],
-        "used": state.used,
+        "committed_ids": [i for _, i in committed],
+        "retracted_ids": [i for i, (how, _) in state.used.items() if how == "retracted"],
+        "expired_ids": [i for i, (how, _) in state.used.items() if how == "expired"],
         "hidden": sorted(state.hidden),
         "last_seq": state.last_seq,
-        "runs": [_run_to_json(r) for r in state.runs.values()],
-        "open_run_id": state.open_run_id,
+        "open_run": _run_to_json(open_run) if open_run is not None else None,
+        "earlier_run_ids": sorted(state.earlier_run_ids | set(state.runs) - {state.open_run_id}),
     }
     return StoredEvent(
         originator_id=stream_id(state.thread_id),
@@ -143,13 +149,22 @@ def decode_snapshot(stored: StoredEvent) -> Thread | None:
     body = orjson.loads(stored.state)
     if stored.topic != SNAPSHOT_TOPIC or body.get("format") != SNAPSHOT_FORMAT:
         return None  # an older snapshot format is simply not used: the log is the truth
+    pending = [_pending_from_json(p) for p in body["pending"]]
+    used: dict[str, Usage] = {
+        i: ("committed", seq) for seq, i in enumerate(body["committed_ids"], 1)
+    }
+    used.update(dict.fromkeys(body["retracted_ids"], ("retracted", None)))
+    used.update(dict.fromkeys(body["expired_ids"], ("expired", None)))
+    used.update((p.pending_id, ("pending", None)) for p in pending)
+    open_run = _run_from_json(body["open_run"]) if body["open_run"] else None
     return Thread(
         thread_id=body["thread_id"],
         version=body["version"],
-        pending=[_pending_from_json(p) for p in body["pending"]],
-        used={k: (how, seq) for k, (how, seq) in body["used"].items()},
+        pending=pending,
+        used=used,
         hidden=set(body["hidden"]),
         last_seq=body["last_seq"],
-        runs={r["run_id"]: _run_from_json(r) for r in body["runs"]},
-        open_run_id=body["open_run_id"],
+        runs={open_run.run_id: open_run} if open_run else {},
+        open_run_id=open_run.run_id if open_run else None,
+        earlier_run_ids=set(body["earlier_run_ids"]),
     )

@@ -19,9 +19,16 @@ from eventsourcing.persistence import (
 from threadbox.domain.errors import InvalidInput
 from threadbox.domain.events import AnyThreadEvent, ThreadEvent
 from threadbox.domain.thread import Thread
-from threadbox.ports import Notified, StreamConflict
+from threadbox.ports import Notified, StoredPayload, StreamConflict
 
-from .codec import decode_event, decode_snapshot, encode_event, encode_snapshot, stream_id
+from .codec import (
+    decode_event,
+    decode_payload,
+    decode_snapshot,
+    encode_event,
+    encode_snapshot,
+    stream_id,
+)
 
 
 @dataclass(frozen=True)
@@ -138,6 +145,34 @@ class RecorderStore:
         except IntegrityError:
             # Another process stored the snapshot of this very version: the same state.
             return
+        self._prune_snapshots(state)
+
+    def _prune_snapshots(self, state: Thread) -> None:
+        """Keep only the latest snapshot of a thread: older ones are never read again, and a
+        long thread's snapshots would otherwise grow its storage with the square of its length."""
+        recorder: Any = self.snapshots
+        if self.kind == "memory":
+            return  # POPO keeps them in process memory, for the life of a test or demo
+        sid = stream_id(state.thread_id)
+        with recorder.datastore.transaction(commit=True) as cursor:
+            if self.kind == "sqlite":
+                statement = (
+                    f"DELETE FROM {recorder.events_table_name} "
+                    "WHERE originator_id = ? AND originator_version < ?"
+                )
+                cursor.execute(statement, (sid.hex, state.version))
+            else:
+                from psycopg import sql
+
+                cursor.execute(
+                    sql.SQL(
+                        "DELETE FROM {}.{} WHERE originator_id = %s AND originator_version < %s"
+                    ).format(
+                        sql.Identifier(recorder.datastore.schema),
+                        sql.Identifier(recorder.events_table_name),
+                    ),
+                    (sid, state.version),
+                )
 
     def read_stored(self, *, after: int, limit: int, upto: int | None = None) -> Sequence[Any]:
         return self.events.select_notifications(after, limit, stop=upto, inclusive_of_start=False)
@@ -147,6 +182,15 @@ class RecorderStore:
             Notified(n.id, decode_event(n))
             for n in self.read_stored(after=after, limit=limit, upto=upto)
         ]
+
+    def read_payloads(
+        self, *, after: int, limit: int, upto: int | None = None
+    ) -> list[StoredPayload]:
+        result: list[StoredPayload] = []
+        for n in self.read_stored(after=after, limit=limit, upto=upto):
+            cls, payload = decode_payload(n.topic, n.state)
+            result.append((n.id, cls.__name__, payload))
+        return result
 
     def last_position(self) -> int:
         return self.events.max_notification_id() or 0
