@@ -43,7 +43,8 @@ class Settings:
     max_attempts: int = 30
     backoff_base: float = 0.002
     backoff_cap: float = 0.05
-    snapshot_interval: int = 100
+    snapshot_interval: int = 25  # versions between snapshots, at least; see _snapshot_every
+    snapshot_interval_max: int = 500
     cache_size: int = 1024
 
 
@@ -399,9 +400,17 @@ class Mailbox:
     def _applied(self, state: Thread, events: Sequence[Any]) -> None:
         before = state.version
         self._fold(state, events)
-        interval = self.settings.snapshot_interval
+        interval = self._snapshot_every(state)
         if state.version // interval > before // interval:
             self.store.save_snapshot(state)
+
+    def _snapshot_every(self, state: Thread) -> int:
+        """A snapshot costs about as much to read as ~100 of its ids cost to fold: snapshot a
+        big thread less often, so a cold load never pays much more for one than for the other."""
+        settings = self.settings
+        return max(
+            settings.snapshot_interval, min(settings.snapshot_interval_max, len(state.used) // 100)
+        )
 
     def _catch_up(self) -> None:
         """A view read reflects every command that returned before it, in any process: the

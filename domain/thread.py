@@ -74,9 +74,10 @@ class Thread:
     last_seq: int = 0
     runs: dict[str, Run] = field(default_factory=dict)
     open_run_id: str | None = None
-    # Ids of runs that ended before this state was restored from a snapshot: a snapshot keeps
-    # what decisions need (every run id ever used), not the history of finished runs.
+    # A snapshot keeps what decisions need: every run id ever used (earlier_run_ids) and the open
+    # run's status, not the runs' history; a state restored from one has runs_complete False.
     earlier_run_ids: set[str] = field(default_factory=set)
+    runs_complete: bool = True
 
     @property
     def exists(self) -> bool:
@@ -140,7 +141,7 @@ class Thread:
         )
 
     def to_state(self) -> ThreadState:
-        if self.earlier_run_ids:
+        if not self.runs_complete:
             raise ValueError("a state restored from a snapshot lacks the run history: fold the log")
         return ThreadState(
             thread_id=self.thread_id,

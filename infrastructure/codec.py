@@ -118,6 +118,17 @@ def _run_from_json(d: dict[str, Any]) -> Run:
     )
 
 
+def _open_run_to_json(r: Run) -> dict[str, Any]:
+    """The open run as decisions see it: its id, status and start (not its history)."""
+    return {
+        **_run_to_json(r),
+        "trigger_message_ids": [],
+        "input_ranges": [],
+        "output_message_ids": [],
+        "freeze_count": 0,
+    }
+
+
 def encode_snapshot(state: Thread) -> StoredEvent:
     """What decisions need, compactly: committed ids in seq order, other fates by id list,
     the open run in full and only the ids of the runs before it."""
@@ -133,7 +144,7 @@ def encode_snapshot(state: Thread) -> StoredEvent:
         "expired_ids": [i for i, (how, _) in state.used.items() if how == "expired"],
         "hidden": sorted(state.hidden),
         "last_seq": state.last_seq,
-        "open_run": _run_to_json(open_run) if open_run is not None else None,
+        "open_run": _open_run_to_json(open_run) if open_run is not None else None,
         "earlier_run_ids": sorted(state.earlier_run_ids | set(state.runs) - {state.open_run_id}),
     }
     return StoredEvent(
@@ -167,4 +178,5 @@ def decode_snapshot(stored: StoredEvent) -> Thread | None:
         runs={open_run.run_id: open_run} if open_run else {},
         open_run_id=open_run.run_id if open_run else None,
         earlier_run_ids=set(body["earlier_run_ids"]),
+        runs_complete=False,
     )

@@ -386,7 +386,7 @@ def decision_view(state: Thread) -> tuple[object, ...]:
         state.used,
         state.hidden,
         state.last_seq,
-        state.open_run,
+        (state.open_run_id, state.running_run_id),
         runs,
     )
 
