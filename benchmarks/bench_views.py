@@ -143,7 +143,10 @@ def measure(kind: str, events: int, threads: int, baseline_events: int) -> dict[
         empty_views()
         catch_up = timed(ProjectedViews(mb.store, views.backend).catch_up)
         print(f"  catch-up: {catch_up:.2f}s", flush=True)
-        assert views.verify().ok
+        report = views.verify()
+        verify = timed(views.verify)
+        assert report.ok, report.differences[:5]
+        print(f"  verify: {verify:.2f}s", flush=True)
         results = {
             "events": total,
             "read": read,
@@ -151,6 +154,7 @@ def measure(kind: str, events: int, threads: int, baseline_events: int) -> dict[
             "rebuild": rebuild,
             "rebuild_rate": total / rebuild,
             "catch_up_rate": total / catch_up,
+            "verify": verify,
             "rebuild_ratio": rebuild / read,
         }
         baselines = {"": views.backend}
@@ -198,7 +202,8 @@ def main() -> None:
     print()
     header = (
         f"{'backend':<17}{'events':>8}{'read+decode':>13}{'raw read':>10}{'rebuild':>9}"
-        f"{'rebuild ev/s':>14}{'rebuild/read':>14}{'catch-up ev/s':>15}{'1-per-txn ev/s':>16}"
+        f"{'rebuild ev/s':>14}{'rebuild/read':>14}{'catch-up ev/s':>15}{'verify':>8}"
+        f"{'1-per-txn ev/s':>16}"
         f"{'rebuild speedup':>17}"
     )
     print(header)
@@ -210,7 +215,7 @@ def main() -> None:
             print(
                 f"{kind + label:<17}{r['events']:>8.0f}{r['read']:>12.2f}s{r['raw']:>9.2f}s"
                 f"{r['rebuild']:>8.2f}s{r['rebuild_rate']:>14.0f}{r['rebuild_ratio']:>13.2f}x"
-                f"{r['catch_up_rate']:>15.0f}"
+                f"{r['catch_up_rate']:>15.0f}{r['verify']:>7.2f}s"
                 f"{r['single_rate' + label]:>16.0f}{r['speedup' + label]:>16.1f}x"
             )
     print("targets: rebuild/read <= 3x; rebuild speedup vs one event per transaction >= 20x")

@@ -1,21 +1,32 @@
-"""Projections: the views of SEMANTICS §6 as pure functions of events to row changes."""
+"""Projections: the views of SEMANTICS §6 as pure functions of stored event payloads to row
+changes (see ``payloads.py``: the projections never build pydantic events)."""
 
 from __future__ import annotations
 
-from threadbox.domain.events import AnyThreadEvent
+from typing import Any
 
 from . import checkpoints, committed, pending, runs, threads
-from .changes import Change
+from .changes import Change, Handler
+from .payloads import PAYLOAD_TYPES, view_timestamp
 
-PROJECTIONS = (
-    threads.project,
-    pending.project,
-    committed.project,
-    runs.project,
-    checkpoints.project,
-)
+PROJECTIONS = (threads, pending, committed, runs, checkpoints)
+
+# For each event type, its handlers in view order: one lookup per event.
+_BY_EVENT: dict[str, tuple[Handler, ...]] = {
+    name: tuple(m.HANDLERS[name] for m in PROJECTIONS if name in m.HANDLERS)
+    for name in PAYLOAD_TYPES
+}
 
 
-def changes_for(event: AnyThreadEvent, position: int) -> list[Change]:
-    """Every view's row changes for one event at its log position."""
-    return [change for project in PROJECTIONS for change in project(event, position)]
+def changes_for(event_type: str, payload: dict[str, Any], position: int) -> list[Change]:
+    """Every view's row changes for one event (its type name and stored payload, upcast) at
+    its log position. Each handler reads the payload as its type's ``TypedDict``."""
+    try:
+        handlers = _BY_EVENT[event_type]
+    except KeyError:
+        raise ValueError(f"no projection knows the event type {event_type!r}") from None
+    at = view_timestamp(payload["timestamp"])
+    changes: list[Change] = []
+    for handle in handlers:
+        changes.extend(handle(payload, at, position))
+    return changes

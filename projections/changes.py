@@ -2,10 +2,14 @@
 
 Rows are plain dicts of JSON-able values (timestamps as ISO-8601 strings); every backend keeps
 them so, and ``verify`` compares them as such.
+
+Ownership: every row, value dict and list a projection puts in a change is built for that change
+alone (never shared with another row or change), so backends may keep or mutate it without copying.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,3 +145,6 @@ class Renumber:
 
 
 Change = Insert | Update | Delete | Increment | Extend | AppendPending | Renumber
+
+# One view's projection of one event type: (payload of that type, ISO timestamp, log position).
+Handler = Callable[[Any, str, int], list[Change]]

@@ -2,39 +2,42 @@
 
 from __future__ import annotations
 
-from threadbox.domain import events as ev
+from . import payloads as pl
+from .changes import Change, Handler, Insert
 
-from .changes import Change, Insert
 
-
-def project(event: ev.AnyThreadEvent, position: int) -> list[Change]:
-    base = {
-        "thread_id": event.thread_id,
-        "version": event.version,
-        "at": event.timestamp.isoformat(),
+def _frozen(p: pl.PendingMessagesFrozen, at: str, position: int) -> list[Change]:
+    row = {
+        "thread_id": p["thread_id"],
+        "version": p["version"],
+        "at": at,
+        "run_id": p["run_id"],
+        "kind": "input",
+        "boundary": p["boundary"],
+        "first_seq": p["first_seq"],
+        "last_seq": p["last_seq"],
+        "message_ids": [f["message"]["id"] for f in p["messages"]],
     }
-    match event:
-        case ev.PendingMessagesFrozen(run_id=run_id, boundary=boundary, messages=frozen):
-            row = {
-                **base,
-                "run_id": run_id,
-                "kind": "input",
-                "boundary": boundary.value,
-                "first_seq": event.first_seq,
-                "last_seq": event.last_seq,
-                "message_ids": [f.message.id for f in frozen],
-            }
-            return [Insert("checkpoints", row)]
-        case ev.RunOutputCommitted(run_id=run_id, messages=outputs):
-            row = {
-                **base,
-                "run_id": run_id,
-                "kind": "output",
-                "boundary": None,
-                "first_seq": outputs[0].seq,
-                "last_seq": outputs[-1].seq,
-                "message_ids": [o.message.id for o in outputs],
-            }
-            return [Insert("checkpoints", row)]
-        case _:
-            return []
+    return [Insert("checkpoints", row)]
+
+
+def _outputs(p: pl.RunOutputCommitted, at: str, position: int) -> list[Change]:
+    outputs = p["messages"]
+    row = {
+        "thread_id": p["thread_id"],
+        "version": p["version"],
+        "at": at,
+        "run_id": p["run_id"],
+        "kind": "output",
+        "boundary": None,
+        "first_seq": outputs[0]["seq"],
+        "last_seq": outputs[-1]["seq"],
+        "message_ids": [o["message"]["id"] for o in outputs],
+    }
+    return [Insert("checkpoints", row)]
+
+
+HANDLERS: dict[str, Handler] = {
+    "PendingMessagesFrozen": _frozen,
+    "RunOutputCommitted": _outputs,
+}

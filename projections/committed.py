@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-from threadbox.domain import events as ev
-from threadbox.domain.values import Message
-
-from .changes import Change, Insert, Update
+from . import payloads as pl
+from .changes import Change, Handler, Insert, Update
 
 
 def _row(
-    tid: str, seq: int, message: Message, run_id: str, kind: str, boundary: str | None, at: str
+    tid: str,
+    seq: int,
+    message: pl.MessageJson,
+    run_id: str,
+    kind: str,
+    boundary: str | None,
+    at: str,
 ) -> dict[str, object]:
     return {
         "thread_id": tid,
         "seq": seq,
-        "message_id": message.id,
-        "role": message.role.value,
-        "message": message.model_dump(mode="json"),
+        "message_id": message["id"],
+        "role": message["role"],
+        "message": message,
         "run_id": run_id,
         "kind": kind,
         "boundary": boundary,
@@ -25,23 +29,28 @@ def _row(
     }
 
 
-def project(event: ev.AnyThreadEvent, position: int) -> list[Change]:
-    tid = event.thread_id
-    at = event.timestamp.isoformat()
-    match event:
-        case ev.PendingMessagesFrozen(run_id=run_id, boundary=boundary, messages=frozen):
-            return [
-                Insert(
-                    "committed", _row(tid, f.seq, f.message, run_id, "input", boundary.value, at)
-                )
-                for f in frozen
-            ]
-        case ev.RunOutputCommitted(run_id=run_id, messages=outputs):
-            return [
-                Insert("committed", _row(tid, o.seq, o.message, run_id, "output", None, at))
-                for o in outputs
-            ]
-        case ev.CommittedMessageHidden(seq=seq):
-            return [Update("committed", (tid, seq), {"visible": False})]
-        case _:
-            return []
+def _frozen(p: pl.PendingMessagesFrozen, at: str, position: int) -> list[Change]:
+    tid, run_id, boundary = p["thread_id"], p["run_id"], p["boundary"]
+    return [
+        Insert("committed", _row(tid, f["seq"], f["message"], run_id, "input", boundary, at))
+        for f in p["messages"]
+    ]
+
+
+def _outputs(p: pl.RunOutputCommitted, at: str, position: int) -> list[Change]:
+    tid, run_id = p["thread_id"], p["run_id"]
+    return [
+        Insert("committed", _row(tid, o["seq"], o["message"], run_id, "output", None, at))
+        for o in p["messages"]
+    ]
+
+
+def _hidden(p: pl.CommittedMessageHidden, at: str, position: int) -> list[Change]:
+    return [Update("committed", (p["thread_id"], p["seq"]), {"visible": False})]
+
+
+HANDLERS: dict[str, Handler] = {
+    "PendingMessagesFrozen": _frozen,
+    "RunOutputCommitted": _outputs,
+    "CommittedMessageHidden": _hidden,
+}

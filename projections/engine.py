@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 from threadbox.domain.records import Checkpoint, CommittedMessage, PendingEntry, RunRecord
-from threadbox.ports import EventStore, Notified, Progress, VerifyReport, ViewStatus
+from threadbox.ports import EventStore, Progress, StoredPayload, VerifyReport, ViewStatus
 
 from . import changes_for, reading
 from .backend import ViewBackend
@@ -37,21 +39,53 @@ def difference(table: str, key: Key, expected: Row | None, found: Row | None) ->
     return f"thread {key[0]!r} view_{table} key {key!r}: expected {expected}, found {found}"
 
 
+_folds = 0  # folds running in this process
+_resume_gc = False
+_folds_lock = threading.Lock()
+
+
+@contextmanager
+def cyclic_gc_paused() -> Iterator[None]:
+    """While a fold builds many long-lived acyclic rows, the cyclic collector would rescan the
+    growing heap again and again (about half the fold's time); a fold makes nothing it could
+    free. Process-wide: the collector resumes (if it ran before) when the last fold ends."""
+    global _folds, _resume_gc
+    with _folds_lock:
+        if _folds == 0 and gc.isenabled():
+            gc.disable()
+            _resume_gc = True
+        _folds += 1
+    try:
+        yield
+    finally:
+        with _folds_lock:
+            _folds -= 1
+            if _folds == 0 and _resume_gc:
+                _resume_gc = False
+                gc.enable()
+
+
 def fold_log(
     store: EventStore, upto: int | None = None, progress: Progress | None = None
 ) -> tuple[Tables, int]:
     """Every view folded in memory from the log, independently of any view table."""
+    with cyclic_gc_paused():
+        return _fold(store, upto, progress)
+
+
+def _fold(store: EventStore, upto: int | None, progress: Progress | None) -> tuple[Tables, int]:
     tables = Tables()
     position = 0
     total = upto if upto is not None else store.last_position()
     while True:
-        batch = store.read(after=position, limit=BATCH * 5, upto=upto)
+        batch = store.read_payloads(after=position, limit=BATCH * 5, upto=upto)
         if not batch:
             return tables, position
-        for item in batch:
-            for change in changes_for(item.event, item.position):
-                tables.apply(change)
-        position = batch[-1].position
+        apply = tables.apply
+        for at, event_type, payload in batch:
+            for change in changes_for(event_type, payload, at):
+                apply(change)
+        position = batch[-1][0]
         if progress:
             progress(position, max(total, position))
 
@@ -75,30 +109,42 @@ class ProjectedViews:
         with self._lock:
             position = self.backend.position()
             total = self.store.last_position()
-            while until is None or position < until:
-                batch = self.store.read(after=position, limit=BATCH)
-                if not batch:
-                    break
-                position = self._advance(batch, position)
-                if progress:
-                    progress(position, max(total, position))
+            # A backlog (e.g. after downtime) is a bulk job too; a few events are not.
+            bulk: AbstractContextManager[None] = (
+                cyclic_gc_paused() if total - position > BATCH else nullcontext()
+            )
+            with bulk:
+                position = self._catch_up(position, until, total, progress)
             self._seen = max(self._seen, position)
             return position
 
-    def _advance(self, batch: Sequence[Notified], position: int) -> int:
+    def _catch_up(
+        self, position: int, until: int | None, total: int, progress: Progress | None
+    ) -> int:
+        while until is None or position < until:
+            batch = self.store.read_payloads(after=position, limit=BATCH)
+            if not batch:
+                break
+            position = self._advance(batch, position)
+            if progress:
+                progress(position, max(total, position))
+        return position
+
+    def _advance(self, batch: Sequence[StoredPayload], position: int) -> int:
         """Apply a batch in one transaction; the position the views are at afterwards."""
+        last = batch[-1][0]
         try:
-            changes = [c for item in batch for c in changes_for(item.event, item.position)]
-            applied = self.backend.apply(changes, position, batch[-1].position)
+            changes = [c for at, kind, payload in batch for c in changes_for(kind, payload, at)]
+            applied = self.backend.apply(changes, position, last)
         except Exception as error:
             if len(batch) == 1:
-                raise ProjectionFailed(batch[0].position, type(batch[0].event).__name__) from error
+                raise ProjectionFailed(batch[0][0], batch[0][1]) from error
             # Find the failing event: apply the events before it, then stop at it.
             for item in batch:
-                if item.position > position:
+                if item[0] > position:
                     position = self._advance([item], position)
             return position
-        return batch[-1].position if applied else self.backend.position()
+        return last if applied else self.backend.position()
 
     def rebuild(self, progress: Progress | None = None) -> int:
         """Fold the log aside, swap the result in, catch up. ``progress`` is called with

@@ -2,46 +2,60 @@
 
 from __future__ import annotations
 
-from threadbox.domain import events as ev
+from . import payloads as pl
+from .changes import AppendPending, Change, Delete, Handler, Renumber, Update
 
-from .changes import AppendPending, Change, Delete, Renumber, Update
+
+def _delivered(p: pl.MessagesDelivered, at: str, position: int) -> list[Change]:
+    tid = p["thread_id"]
+    rows = [
+        {
+            "thread_id": tid,
+            "pending_id": d["message"]["id"],
+            "revision": 1,
+            "mode": d["mode"],
+            "message": d["message"],
+            "delivered_at": at,
+            "updated_at": at,
+        }
+        for d in p["messages"]
+    ]
+    return [AppendPending(tid, rows)]
 
 
-def project(event: ev.AnyThreadEvent, position: int) -> list[Change]:
-    tid = event.thread_id
-    at = event.timestamp.isoformat()
-    match event:
-        case ev.MessagesDelivered(messages=delivered):
-            rows = [
-                {
-                    "thread_id": tid,
-                    "pending_id": d.message.id,
-                    "revision": 1,
-                    "mode": d.mode.model_dump(mode="json"),
-                    "message": d.message.model_dump(mode="json"),
-                    "delivered_at": at,
-                    "updated_at": at,
-                }
-                for d in delivered
-            ]
-            return [AppendPending(tid, rows)]
-        case ev.PendingMessageEdited(pending_id=pending_id, message=message, revision=revision):
-            values = {
-                "message": message.model_dump(mode="json"),
-                "revision": revision,
-                "updated_at": at,
-            }
-            return [Update("pending", (tid, pending_id), values)]
-        case ev.PendingMessageRetracted(pending_id=pending_id):
-            return [Delete("pending", (tid, pending_id)), Renumber(tid)]
-        case ev.PendingQueueReordered(order=order):
-            return [
-                Update("pending", (tid, pending_id), {"position": n})
-                for n, pending_id in enumerate(order, start=1)
-            ]
-        case ev.PendingMessagesExpired(pending_ids=ids):
-            return [*(Delete("pending", (tid, i)) for i in ids), Renumber(tid)]
-        case ev.PendingMessagesFrozen(messages=frozen):
-            return [*(Delete("pending", (tid, f.message.id)) for f in frozen), Renumber(tid)]
-        case _:
-            return []
+def _edited(p: pl.PendingMessageEdited, at: str, position: int) -> list[Change]:
+    values = {"message": p["message"], "revision": p["revision"], "updated_at": at}
+    return [Update("pending", (p["thread_id"], p["pending_id"]), values)]
+
+
+def _retracted(p: pl.PendingMessageRetracted, at: str, position: int) -> list[Change]:
+    tid = p["thread_id"]
+    return [Delete("pending", (tid, p["pending_id"])), Renumber(tid)]
+
+
+def _reordered(p: pl.PendingQueueReordered, at: str, position: int) -> list[Change]:
+    tid = p["thread_id"]
+    return [
+        Update("pending", (tid, pending_id), {"position": n})
+        for n, pending_id in enumerate(p["order"], start=1)
+    ]
+
+
+def _expired(p: pl.PendingMessagesExpired, at: str, position: int) -> list[Change]:
+    tid = p["thread_id"]
+    return [*(Delete("pending", (tid, i)) for i in p["pending_ids"]), Renumber(tid)]
+
+
+def _frozen(p: pl.PendingMessagesFrozen, at: str, position: int) -> list[Change]:
+    tid = p["thread_id"]
+    return [*(Delete("pending", (tid, f["message"]["id"])) for f in p["messages"]), Renumber(tid)]
+
+
+HANDLERS: dict[str, Handler] = {
+    "MessagesDelivered": _delivered,
+    "PendingMessageEdited": _edited,
+    "PendingMessageRetracted": _retracted,
+    "PendingQueueReordered": _reordered,
+    "PendingMessagesExpired": _expired,
+    "PendingMessagesFrozen": _frozen,
+}

@@ -2,54 +2,65 @@
 
 from __future__ import annotations
 
-from threadbox.domain import events as ev
+from . import payloads as pl
+from .changes import Change, Extend, Handler, Increment, Insert, Update
 
-from .changes import Change, Extend, Increment, Insert, Update
+
+def _started(p: pl.RunStarted, at: str, position: int) -> list[Change]:
+    row: dict[str, object] = {
+        "thread_id": p["thread_id"],
+        "run_id": p["run_id"],
+        "status": "running",
+        "termination": None,
+        "detail": None,
+        "trigger_message_ids": [],
+        "input_ranges": [],
+        "output_message_ids": [],
+        "freeze_count": 0,
+        "started_at": at,
+        "finished_at": None,
+        "started_position": position,
+    }
+    return [Insert("runs", row)]
 
 
-def project(event: ev.AnyThreadEvent, position: int) -> list[Change]:
-    tid = event.thread_id
-    at = event.timestamp.isoformat()
-    match event:
-        case ev.RunStarted(run_id=run_id):
-            row: dict[str, object] = {
-                "thread_id": tid,
-                "run_id": run_id,
-                "status": "running",
-                "termination": None,
-                "detail": None,
-                "trigger_message_ids": [],
-                "input_ranges": [],
-                "output_message_ids": [],
-                "freeze_count": 0,
-                "started_at": at,
-                "finished_at": None,
-                "started_position": position,
-            }
-            return [Insert("runs", row)]
-        case ev.RunResumed(run_id=run_id):
-            return [Update("runs", (tid, run_id), {"status": "running"})]
-        case ev.RunSuspended(run_id=run_id):
-            return [Update("runs", (tid, run_id), {"status": "waiting"})]
-        case ev.RunFinished(run_id=run_id, termination=termination, detail=detail):
-            values = {
-                "status": "done",
-                "termination": termination.value,
-                "detail": detail,
-                "finished_at": at,
-            }
-            return [Update("runs", (tid, run_id), values)]
-        case ev.PendingMessagesFrozen(
-            run_id=run_id, messages=frozen, first_seq=first, last_seq=last
-        ):
-            key = (tid, run_id)
-            return [
-                Extend("runs", key, "trigger_message_ids", [f.message.id for f in frozen]),
-                Extend("runs", key, "input_ranges", [[first, last]]),
-                Increment("runs", key, "freeze_count", 1),
-            ]
-        case ev.RunOutputCommitted(run_id=run_id, messages=outputs):
-            ids = [o.message.id for o in outputs]
-            return [Extend("runs", (tid, run_id), "output_message_ids", ids)]
-        case _:
-            return []
+def _resumed(p: pl.RunResumed, at: str, position: int) -> list[Change]:
+    return [Update("runs", (p["thread_id"], p["run_id"]), {"status": "running"})]
+
+
+def _suspended(p: pl.RunSuspended, at: str, position: int) -> list[Change]:
+    return [Update("runs", (p["thread_id"], p["run_id"]), {"status": "waiting"})]
+
+
+def _finished(p: pl.RunFinished, at: str, position: int) -> list[Change]:
+    values = {
+        "status": "done",
+        "termination": p["termination"],
+        "detail": p["detail"],
+        "finished_at": at,
+    }
+    return [Update("runs", (p["thread_id"], p["run_id"]), values)]
+
+
+def _frozen(p: pl.PendingMessagesFrozen, at: str, position: int) -> list[Change]:
+    key = (p["thread_id"], p["run_id"])
+    return [
+        Extend("runs", key, "trigger_message_ids", [f["message"]["id"] for f in p["messages"]]),
+        Extend("runs", key, "input_ranges", [[p["first_seq"], p["last_seq"]]]),
+        Increment("runs", key, "freeze_count", 1),
+    ]
+
+
+def _outputs(p: pl.RunOutputCommitted, at: str, position: int) -> list[Change]:
+    ids = [o["message"]["id"] for o in p["messages"]]
+    return [Extend("runs", (p["thread_id"], p["run_id"]), "output_message_ids", ids)]
+
+
+HANDLERS: dict[str, Handler] = {
+    "RunStarted": _started,
+    "RunResumed": _resumed,
+    "RunSuspended": _suspended,
+    "RunFinished": _finished,
+    "PendingMessagesFrozen": _frozen,
+    "RunOutputCommitted": _outputs,
+}
