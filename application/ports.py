@@ -107,6 +107,11 @@ class Views(Protocol):
 
     def thread_exists(self, thread_id: str) -> bool: ...
 
+    def add_listener(self, listener: Callable[[int], None]) -> None:
+        """Call ``listener(position)`` whenever the views move past new events."""
+
+    def remove_listener(self, listener: Callable[[int], None]) -> None: ...
+
     def start_following(self) -> None:
         """Catch up in a background thread from now on (for long-running processes)."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 from threadbox.domain.records import Checkpoint, CommittedMessage, PendingEntry, RunRecord
@@ -102,6 +102,15 @@ class ProjectedViews:
         self._lock = threading.Lock()
         self._seen = 0  # a lower bound of the backend's position
         self._follower: Follower | None = None
+        self._listeners: list[Callable[[int], None]] = []
+
+    def add_listener(self, listener: Callable[[int], None]) -> None:
+        """Call ``listener(position)`` whenever these views move past new events (it must be
+        quick and thread-safe: it runs on the thread that caught up)."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[int], None]) -> None:
+        self._listeners.remove(listener)
 
     def catch_up(self, until: int | None = None, progress: Progress | None = None) -> int:
         if until is not None and self._seen >= until:
@@ -115,8 +124,11 @@ class ProjectedViews:
             )
             with bulk:
                 position = self._catch_up(position, until, total, progress)
-            self._seen = max(self._seen, position)
-            return position
+            moved, self._seen = position > self._seen, max(self._seen, position)
+        if moved:
+            for listener in list(self._listeners):
+                listener(position)
+        return position
 
     def _catch_up(
         self, position: int, until: int | None, total: int, progress: Progress | None

@@ -247,3 +247,26 @@ def test_a_client_resumes_across_a_server_restart_without_gap_or_duplicate(
         ("5", "PendingMessagesFrozen"),
         ("6", "RunFinished"),
     ]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_stream_wakes_on_the_followers_news_not_its_own_slow_poll(store_url: str) -> None:
+    """With the views following the log (SQLite: polling; PostgreSQL: LISTEN/NOTIFY), an event
+    written by another mailbox reaches an open stream long before the stream's own 60 s poll."""
+    with threadbox.open(store_url) as serving, threadbox.open(store_url) as other:
+        other.deliver("t1", [Message.user("a", id="m1")])
+        serving.views.start_following()
+        slow = StreamSettings(poll_interval=60.0, heartbeat=60.0)
+        with (
+            InThreadServer(serving, slow) as running,
+            httpx.stream("GET", stream_url(running), timeout=DEADLINE) as response,
+        ):
+            events = sse_messages(response)
+            assert [e.id for e in take(events, 2)] == ["1", "2"]
+            other.freeze("t1", "new_run", "r1")
+            started = time.monotonic()
+            live = take(events, 2)
+            waited = time.monotonic() - started
+        serving.views.stop_following()
+    assert [(e.id, e.event) for e in live] == [("3", "RunStarted"), ("4", "PendingMessagesFrozen")]
+    assert waited < DEADLINE  # the 60 s poll could not have delivered them

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 import uvicorn
 from threadbox.infrastructure.http import create_app
+from threadbox.infrastructure.http.stream import StreamSettings
 
 from .session import session_of
 
@@ -28,5 +29,7 @@ def register(app: typer.Typer) -> None:
         with session.mailbox() as mailbox:
             mailbox.views.start_following()  # views kept current with every process's writes
             token = session.env.get("THREADBOX_API_TOKEN") or None
-            api = create_app(mailbox, token=token, close_on_shutdown=True)
+            # Streams wake on the follower's news; their own reads of the log are a fallback.
+            streams = StreamSettings(poll_interval=2.0)
+            api = create_app(mailbox, token=token, stream_settings=streams, close_on_shutdown=True)
             uvicorn.run(api, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,6 +11,7 @@ from threadbox import Mailbox
 
 from . import commands, reads, stream
 from .auth import BearerTokenGuard
+from .changes import LogChanges
 from .limits import BodyLimit, Utf8Target, body_limit_for
 from .problems import install_problem_handlers
 from .stream import StreamSettings
@@ -28,11 +30,18 @@ def create_app(
     then the server's shutdown closes it (uvicorn re-raises SIGTERM after its shutdown, so
     code after ``uvicorn.run`` would not get to)."""
 
+    changes = LogChanges()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        if close_on_shutdown:
-            mailbox.close()
+        changes.bind(asyncio.get_running_loop())
+        mailbox.views.add_listener(changes.notify)
+        try:
+            yield
+        finally:
+            mailbox.views.remove_listener(changes.notify)
+            if close_on_shutdown:
+                mailbox.close()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -42,6 +51,7 @@ def create_app(
     )
     app.state.mailbox = mailbox
     app.state.stream_settings = stream_settings or StreamSettings()
+    app.state.changes = changes
     install_problem_handlers(app)
     app.include_router(commands.router)
     app.include_router(stream.router)

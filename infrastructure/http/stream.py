@@ -1,14 +1,17 @@
 """The SSE change stream of a thread: ``id:`` = version, ``event:`` = event type, resumable.
 
-New events may come from any process, so the stream polls the thread's log (an indexed read
-of the versions after the last one sent) in the threadpool; sse-starlette sends heartbeat
-comments, notices disconnected clients and ends the stream on server shutdown.
+New events may come from any process: the stream reads the thread's log (an indexed read of the
+versions after the last one sent) when the views report a change (``LogChanges``: the follower
+wakes on PostgreSQL NOTIFY, or polls SQLite), and every ``poll_interval`` in any case.
+sse-starlette sends heartbeat comments, notices disconnected clients and ends the stream on
+server shutdown.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated
 
 import anyio
@@ -17,6 +20,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 from threadbox import Mailbox, RecordedEvent
 
+from .changes import LogChanges
 from .commands import MailboxDep
 from .problems import Problem
 
@@ -25,7 +29,9 @@ router = APIRouter()
 
 @dataclass(frozen=True)
 class StreamSettings:
-    poll_interval: float = 0.25  # seconds between reads of the log while nothing is new
+    # Seconds between reads of the log while nothing is new; a change seen by the views (the
+    # follower wakes on PostgreSQL NOTIFY, or polls SQLite) wakes the stream at once.
+    poll_interval: float = 0.25
     heartbeat: float = 15.0  # seconds between keep-alive comments
     shutdown_grace: float = 2.0  # seconds a stream has to end cleanly when the server stops
 
@@ -45,6 +51,18 @@ def resume_point(last_event_id: str | None, after_version: int) -> int:
     return int(value)
 
 
+async def first_of(*waits: Callable[[], Awaitable[None]]) -> None:
+    """Return as soon as any of the waits returns (the others are cancelled)."""
+    async with anyio.create_task_group() as group:
+
+        async def until(wait: Callable[[], Awaitable[None]]) -> None:
+            await wait()
+            group.cancel_scope.cancel()
+
+        for wait in waits:
+            group.start_soon(until, wait)
+
+
 def sse_event(event: RecordedEvent) -> ServerSentEvent:
     return ServerSentEvent(data=event.model_dump_json(), event=event.type, id=str(event.version))
 
@@ -55,6 +73,7 @@ async def follow(
     first: list[RecordedEvent],
     after: int,
     settings: StreamSettings,
+    changes: LogChanges,
     shutdown: anyio.Event,
 ) -> AsyncIterator[ServerSentEvent]:
     """Every event after ``after``, in version order, each exactly once; then live ones, until
@@ -65,8 +84,9 @@ async def follow(
             if event.version > after:  # a version is sent once, even if two reads overlap
                 after = event.version
                 yield sse_event(event)
+        seen = changes.generation  # noted before the read: a change during it is not missed
         with anyio.move_on_after(settings.poll_interval):
-            await shutdown.wait()
+            await first_of(shutdown.wait, partial(changes.wait, seen, settings.poll_interval))
         if shutdown.is_set():
             return
         batch = await run_in_threadpool(mailbox.history, thread_id, after_version=after)
@@ -90,7 +110,7 @@ async def stream(
     settings: StreamSettings = request.app.state.stream_settings
     shutdown = anyio.Event()  # set by sse-starlette when the server is stopping
     return EventSourceResponse(
-        follow(mailbox, thread_id, first, after, settings, shutdown),
+        follow(mailbox, thread_id, first, after, settings, request.app.state.changes, shutdown),
         ping=settings.heartbeat,
         shutdown_event=shutdown,
         shutdown_grace_period=settings.shutdown_grace,
