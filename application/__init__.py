@@ -18,6 +18,7 @@ from threadbox.domain.records import (
     RunStatus,
     Termination,
     ThreadState,
+    ThreadSummary,
 )
 from threadbox.domain.selection import select_for_freeze
 from threadbox.domain.values import (
@@ -50,6 +51,7 @@ __all__ = [
     "Settings",
     "Termination",
     "ThreadState",
+    "ThreadSummary",
     "VerifyReport",
     "Visibility",
     "open",

@@ -27,6 +27,7 @@ from threadbox.domain.records import (
     RunRecord,
     Termination,
     ThreadState,
+    ThreadSummary,
 )
 from threadbox.domain.thread import Thread, evolve, fold
 from threadbox.domain.values import DeliveryBoundary, DeliveryMode, Message, check_id
@@ -292,6 +293,20 @@ class Mailbox:
             after = _id(after, "after")
         self._catch_up()
         return self.views.threads_with_pending(limit=limit, after=after)
+
+    def threads(
+        self, *, has_pending: bool | None = None, limit: int = 100, after: str | None = None
+    ) -> list[ThreadSummary]:
+        """Thread summaries ordered by thread_id (``after``: exclusive cursor); ``has_pending``
+        True or False keeps the threads with or without pending work."""
+        if not _is_int(limit) or limit < 1:
+            raise errors.InvalidInput("limit must be a whole number >= 1", "limit")
+        if has_pending is not None and not isinstance(has_pending, bool):
+            raise errors.InvalidInput("has_pending must be true, false or absent", "has_pending")
+        if after is not None:
+            after = _id(after, "after")
+        self._catch_up()
+        return self.views.threads(limit=limit, after=after, has_pending=has_pending)
 
     def thread(self, thread_id: str, *, at_version: int | None = None) -> ThreadState:
         """The thread folded from its event log, optionally as it was at ``at_version``."""

@@ -8,7 +8,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from threadbox.domain.events import AnyThreadEvent, ThreadEvent
-from threadbox.domain.records import Checkpoint, CommittedMessage, PendingEntry, RunRecord
+from threadbox.domain.records import (
+    Checkpoint,
+    CommittedMessage,
+    PendingEntry,
+    RunRecord,
+    ThreadSummary,
+)
 from threadbox.domain.thread import Thread
 
 
@@ -104,6 +110,10 @@ class Views(Protocol):
     def checkpoints(self, thread_id: str) -> list[Checkpoint]: ...
 
     def threads_with_pending(self, *, limit: int, after: str | None) -> list[str]: ...
+
+    def threads(
+        self, *, limit: int, after: str | None, has_pending: bool | None
+    ) -> list[ThreadSummary]: ...
 
     def thread_exists(self, thread_id: str) -> bool: ...
 

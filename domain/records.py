@@ -91,6 +91,19 @@ class Checkpoint(_Record):
     at: datetime
 
 
+class ThreadSummary(_Record):
+    """A thread as the threads view has it (SEMANTICS §6, threads)."""
+
+    thread_id: str
+    version: int
+    pending_count: int
+    committed_count: int
+    running_run_id: str | None
+    waiting_run_id: str | None
+    latest_run_id: str | None
+    updated_at: datetime
+
+
 class ThreadState(_Record):
     thread_id: str
     version: int

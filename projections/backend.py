@@ -38,7 +38,8 @@ class ViewBackend(Protocol):
 
     def checkpoint_rows(self, thread_id: str) -> list[Row]: ...
 
-    def threads_with_pending(self, limit: int, after: str | None) -> list[str]: ...
+    def thread_rows(self, limit: int, after: str | None, has_pending: bool | None) -> list[Row]:
+        """Thread summary rows ordered by thread_id, after the exclusive cursor ``after``."""
 
     def thread_exists(self, thread_id: str) -> bool: ...
 

@@ -8,7 +8,13 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 
-from threadbox.domain.records import Checkpoint, CommittedMessage, PendingEntry, RunRecord
+from threadbox.domain.records import (
+    Checkpoint,
+    CommittedMessage,
+    PendingEntry,
+    RunRecord,
+    ThreadSummary,
+)
 from threadbox.ports import EventStore, Progress, StoredPayload, VerifyReport, ViewStatus
 
 from . import changes_for, reading
@@ -203,7 +209,14 @@ class ProjectedViews:
         return [reading.checkpoint(r) for r in self.backend.checkpoint_rows(thread_id)]
 
     def threads_with_pending(self, *, limit: int, after: str | None) -> list[str]:
-        return self.backend.threads_with_pending(limit, after)
+        return [r["thread_id"] for r in self.backend.thread_rows(limit, after, True)]
+
+    def threads(
+        self, *, limit: int, after: str | None, has_pending: bool | None
+    ) -> list[ThreadSummary]:
+        return [
+            reading.thread_summary(r) for r in self.backend.thread_rows(limit, after, has_pending)
+        ]
 
     def thread_exists(self, thread_id: str) -> bool:
         return self.backend.thread_exists(thread_id)

@@ -72,14 +72,18 @@ class MemoryViewBackend:
             rows = self._tables.thread_rows("checkpoints", thread_id)
             return copy.deepcopy(sorted(rows, key=lambda r: r["version"]))
 
-    def threads_with_pending(self, limit: int, after: str | None) -> list[str]:
+    def thread_rows(self, limit: int, after: str | None, has_pending: bool | None) -> list[Row]:
         with self._lock:
-            ids = sorted(
-                r["thread_id"]
-                for r in self._tables.all_rows("threads")
-                if r["pending_count"] > 0 and (after is None or r["thread_id"] > after)
+            rows = sorted(
+                (
+                    r
+                    for r in self._tables.all_rows("threads")
+                    if (has_pending is None or (r["pending_count"] > 0) == has_pending)
+                    and (after is None or r["thread_id"] > after)
+                ),
+                key=lambda r: str(r["thread_id"]),
             )
-            return ids[:limit]
+            return copy.deepcopy(rows[:limit])
 
     def thread_exists(self, thread_id: str) -> bool:
         with self._lock:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from threadbox.domain.records import Checkpoint, CommittedMessage, PendingEntry, RunRecord
+from threadbox.domain.records import (
+    Checkpoint,
+    CommittedMessage,
+    PendingEntry,
+    RunRecord,
+    ThreadSummary,
+)
 from threadbox.domain.values import DeliveryMode, Message
 
 from .changes import Row
@@ -53,6 +59,19 @@ def run_record(row: Row) -> RunRecord:
         freeze_count=row["freeze_count"],
         started_at=_at(row["started_at"]),
         finished_at=_at(row["finished_at"]) if row["finished_at"] else None,
+    )
+
+
+def thread_summary(row: Row) -> ThreadSummary:
+    return ThreadSummary(
+        thread_id=row["thread_id"],
+        version=row["version"],
+        pending_count=row["pending_count"],
+        committed_count=row["committed_count"],
+        running_run_id=row["running_run_id"],
+        waiting_run_id=row["waiting_run_id"],
+        latest_run_id=row["latest_run_id"],
+        updated_at=_at(row["updated_at"]),
     )
 
 

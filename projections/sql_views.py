@@ -371,16 +371,15 @@ class SqlViewBackend:
     def checkpoint_rows(self, thread_id: str) -> list[Row]:
         return self._rows("checkpoints", "WHERE thread_id = ? ORDER BY version", (thread_id,))
 
-    def threads_with_pending(self, limit: int, after: str | None) -> list[str]:
-        where, params = "WHERE pending_count > 0", []
+    def thread_rows(self, limit: int, after: str | None, has_pending: bool | None) -> list[Row]:
+        conditions, params = ["TRUE"], list[Any]()
+        if has_pending is not None:
+            conditions.append("pending_count > 0" if has_pending else "pending_count = 0")
         if after is not None:
-            where += " AND thread_id > ?"
+            conditions.append("thread_id > ?")
             params.append(after)
-        text = self.dialect.sql(
-            f"SELECT thread_id FROM view_threads {where} ORDER BY thread_id LIMIT ?"
-        )
-        with self.dialect.connection() as conn:
-            return [r[0] for r in conn.execute(text, (*params, limit)).fetchall()]
+        where = f"WHERE {' AND '.join(conditions)} ORDER BY thread_id LIMIT ?"
+        return self._rows("threads", where, (*params, limit))
 
     def thread_exists(self, thread_id: str) -> bool:
         text = self.dialect.sql("SELECT 1 FROM view_threads WHERE thread_id = ?")

@@ -210,17 +210,29 @@ def test_the_event_log_pages_by_version(client: TestClient) -> None:
     assert [(e["version"], e["type"]) for e in events] == [(2, "MessagesDelivered")]
 
 
-def test_threads_with_pending_work_are_listed_with_a_cursor(client: TestClient) -> None:
-    for thread in ("b", "a", "c"):
-        client.post(f"/v1/threads/{thread}/messages", json={"messages": [user("x")]})
+def test_threads_are_listed_as_summaries_with_a_cursor_and_a_pending_filter(
+    client: TestClient,
+) -> None:
+    for thread in ("b", "a", "c", "d"):
+        client.post(f"/v1/threads/{thread}/messages", json={"messages": [user("x", f"{thread}1")]})
+    client.post("/v1/threads/d/freeze", json={"boundary": "new_run", "run_id": "run-d"})
     first = client.get("/v1/threads", params={"has_pending": "true", "limit": 2}).json()
-    assert first == {
-        "threads": [{"thread_id": "a", "pending_count": 1}, {"thread_id": "b", "pending_count": 1}],
-        "next_after": "b",
-    }
-    rest = client.get("/v1/threads", params={"after": "b"}).json()
-    assert rest["threads"] == [{"thread_id": "c", "pending_count": 1}]
-    assert client.get("/v1/threads", params={"has_pending": "false"}).status_code == 422
+    assert [(t["thread_id"], t["pending_count"]) for t in first["threads"]] == [("a", 1), ("b", 1)]
+    assert first["next_after"] == "b"
+    rest = client.get("/v1/threads", params={"has_pending": "true", "after": "b"}).json()
+    assert [t["thread_id"] for t in rest["threads"]] == ["c"]
+    assert rest["next_after"] is None
+    idle = client.get("/v1/threads", params={"has_pending": "false"}).json()["threads"]
+    assert [(t["thread_id"], t["committed_count"], t["running_run_id"]) for t in idle] == [
+        ("d", 1, "run-d")
+    ]
+    everything = client.get("/v1/threads").json()["threads"]
+    assert [(t["thread_id"], t["version"]) for t in everything] == [
+        ("a", 2),
+        ("b", 2),
+        ("c", 2),
+        ("d", 4),
+    ]
 
 
 def test_a_token_guards_every_route_but_healthz(mailbox: Mailbox) -> None:

@@ -431,3 +431,22 @@ def test_a_new_mailbox_that_never_wrote_reads_what_another_one_wrote(
     assert [r.run_id for r in reopened.runs(T)] == [r1]
     assert reopened.run(r1).status is RunStatus.RUNNING
     assert [c.last_seq for c in reopened.checkpoints(T)] == [1]
+
+
+def test_thread_summaries_come_from_the_threads_view_filtered_by_pending_work(
+    mailbox: Mailbox,
+) -> None:
+    mailbox.deliver("busy", [Message.user("waiting", id="w")])
+    mailbox.submit("idle", [Message.user("read", id="r")], DeliveryMode(), "run-idle")
+    busy, idle = mailbox.threads()
+    assert (busy.thread_id, busy.version, busy.pending_count, busy.committed_count) == (
+        "busy",
+        2,
+        1,
+        0,
+    )
+    assert (idle.thread_id, idle.pending_count, idle.committed_count) == ("idle", 0, 1)
+    assert (idle.running_run_id, idle.latest_run_id) == ("run-idle", "run-idle")
+    assert [t.thread_id for t in mailbox.threads(has_pending=True)] == ["busy"]
+    assert [t.thread_id for t in mailbox.threads(has_pending=False)] == ["idle"]
+    assert [t.thread_id for t in mailbox.threads(after="busy", limit=1)] == ["idle"]

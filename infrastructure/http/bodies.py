@@ -13,6 +13,7 @@ from threadbox import (
     RecordedEvent,
     RunRecord,
     Termination,
+    ThreadSummary,
 )
 
 
@@ -88,11 +89,6 @@ class EventsPage(BaseModel):
 
 class FinishReply(BaseModel):
     expired: list[str]
-
-
-class ThreadSummary(BaseModel):
-    thread_id: str
-    pending_count: int
 
 
 class ThreadsPage(BaseModel):

@@ -7,8 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
-from threadbox import CommittedMessage, Mailbox, RunRecord, ThreadState, Visibility
-from threadbox.errors import InvalidInput
+from threadbox import CommittedMessage, RunRecord, ThreadState, Visibility
 
 from .bodies import (
     CheckpointsPage,
@@ -18,7 +17,6 @@ from .bodies import (
     PendingPage,
     RunsPage,
     ThreadsPage,
-    ThreadSummary,
 )
 from .commands import MailboxDep
 from .preconditions import etag
@@ -28,11 +26,6 @@ router = APIRouter()
 
 Count = Annotated[int | None, Query(ge=1, le=10_000)]
 Position = Annotated[int, Query(ge=0)]
-
-
-def fresh_views(mailbox: Mailbox) -> None:
-    """Views catch up with writes of other processes too, so a reader sees the whole log."""
-    mailbox.views.catch_up()
 
 
 @router.get("/v1/threads/{thread_id}/pending", response_model=PendingPage)
@@ -67,7 +60,6 @@ def committed(
     include_hidden: bool = False,
     include_internal: bool = False,
 ) -> CommittedPage:
-    fresh_views(mailbox)
 
     def page(after: int) -> list[CommittedMessage]:
         return mailbox.committed(
@@ -89,19 +81,16 @@ def committed(
 
 @router.get("/v1/threads/{thread_id}/runs", response_model=RunsPage)
 def runs(thread_id: str, mailbox: MailboxDep) -> RunsPage:
-    fresh_views(mailbox)
     return RunsPage(runs=mailbox.runs(thread_id))
 
 
 @router.get("/v1/runs/{run_id}", response_model=RunRecord)
 def run(run_id: str, mailbox: MailboxDep) -> RunRecord:
-    fresh_views(mailbox)
     return mailbox.run(run_id)
 
 
 @router.get("/v1/threads/{thread_id}/checkpoints", response_model=CheckpointsPage)
 def checkpoints(thread_id: str, mailbox: MailboxDep) -> CheckpointsPage:
-    fresh_views(mailbox)
     return CheckpointsPage(checkpoints=mailbox.checkpoints(thread_id))
 
 
@@ -116,19 +105,13 @@ def events(
 @router.get("/v1/threads", response_model=ThreadsPage)
 def threads(
     mailbox: MailboxDep,
-    has_pending: bool = True,
+    has_pending: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     after: str | None = None,
 ) -> ThreadsPage:
-    if not has_pending:
-        raise InvalidInput(
-            "only has_pending=true is supported: threads are listed by their pending work",
-            "has_pending",
-        )
-    fresh_views(mailbox)
-    ids = mailbox.threads_with_pending(limit=limit, after=after)
-    summaries = [ThreadSummary(thread_id=t, pending_count=len(mailbox.pending(t))) for t in ids]
-    return ThreadsPage(threads=summaries, next_after=ids[-1] if len(ids) == limit else None)
+    summaries = mailbox.threads(has_pending=has_pending, limit=limit, after=after)
+    last = summaries[-1].thread_id if len(summaries) == limit else None
+    return ThreadsPage(threads=summaries, next_after=last)
 
 
 @router.get("/healthz", response_model=Health, responses={503: {"model": Health}})
