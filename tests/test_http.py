@@ -68,7 +68,7 @@ def test_an_edit_needs_the_current_revision_in_if_match(client: TestClient) -> N
     stale = client.patch(url, json=body, headers={"If-Match": '"7"'})
     assert stale.status_code == 412
     assert stale.json() | {"detail": ""} == {
-        "type": "https://threadbox.dev/problems/revision_conflict",
+        "type": "urn:threadbox:problem:revision_conflict",
         "title": "Precondition failed",
         "status": 412,
         "detail": "",

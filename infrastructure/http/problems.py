@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 from threadbox import errors
 
 PROBLEM_JSON = "application/problem+json"
-TYPE_BASE = "https://threadbox.dev/problems/"
+TYPE_BASE = "urn:threadbox:problem:"  # a name, not a page: no URL is promised
 
 log = logging.getLogger("threadbox.http")
 
