@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import threading
@@ -36,6 +37,7 @@ from .ids import uuid7
 from .ports import EventStore, StreamConflict, Views
 
 T = TypeVar("T")
+log = logging.getLogger("threadbox")
 
 
 @dataclass(frozen=True)
@@ -417,7 +419,17 @@ class Mailbox:
         self._fold(state, events)
         interval = self._snapshot_every(state)
         if state.version // interval > before // interval:
-            self.store.save_snapshot(state)
+            try:
+                self.store.save_snapshot(state)
+            except Exception:
+                # The command's events are saved: it succeeded, and must say so. A snapshot only
+                # saves a cold load some folding; the next interval tries again.
+                log.warning(
+                    "snapshot of thread %r at version %d failed",
+                    state.thread_id,
+                    state.version,
+                    exc_info=True,
+                )
 
     def _snapshot_every(self, state: Thread) -> int:
         """A snapshot costs about as much to write and read as folding ~1 event per 100 of its

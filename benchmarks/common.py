@@ -1,7 +1,6 @@
-"""What the benchmarks share: a store of their own, per-call timings, tables, results, the audit.
+"""What the benchmarks share: a store of their own, per-call timings, tables, results.
 
-The audit folds every thread of a store and checks the invariants of SEMANTICS §7; the fault
-tests use it too (they put this folder on ``sys.path``).
+The audit of a store (SEMANTICS §7) is in the library: ``threadbox.audit``.
 """
 
 from __future__ import annotations
@@ -27,17 +26,6 @@ from psycopg import sql
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
-from threadbox import Mailbox
-from threadbox.domain.events import (
-    AnyThreadEvent,
-    MessagesDelivered,
-    PendingMessageRetracted,
-    PendingMessagesExpired,
-    PendingMessagesFrozen,
-    RunOutputCommitted,
-)
-from threadbox.domain.records import RunStatus
-from threadbox.domain.thread import Thread, evolve, fold
 from threadbox.infrastructure.store import StoreLocation
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -182,118 +170,3 @@ def write_results(name: str, results: dict[str, Any]) -> Path:
     path.write_bytes(orjson.dumps(body, option=orjson.OPT_INDENT_2))
     console.print(f"results written to {path}")
     return path
-
-
-# ---- the audit (SEMANTICS §7) --------------------------------------------------------------------
-
-
-@dataclass
-class ThreadAudit:
-    thread_id: str
-    state: Thread
-    fates: dict[str, str]  # delivered message id -> pending | committed | retracted | expired
-    problems: list[str]
-
-
-def audit_events(thread_id: str, events: list[AnyThreadEvent]) -> ThreadAudit:
-    """Fold one thread's events and check invariants 1-4 at every version."""
-    state = Thread(thread_id)
-    fates: dict[str, str] = {}
-    committed: set[str] = set()
-    problems: list[str] = []
-    seq = 0
-
-    def fate(message_id: str, new: str) -> None:
-        if fates.get(message_id) != "pending":
-            problems.append(f"v{state.version}: {message_id!r} {fates.get(message_id)} -> {new}")
-        fates[message_id] = new
-
-    def commit(message_id: str, at_seq: int) -> None:
-        nonlocal seq
-        if message_id in committed:
-            problems.append(f"v{state.version}: {message_id!r} committed twice")
-        if at_seq != seq + 1:
-            problems.append(f"v{state.version}: seq {at_seq} after {seq}")
-        committed.add(message_id)
-        seq = at_seq
-
-    for event in events:
-        try:
-            evolve(state, event)
-        except Exception as e:
-            problems.append(f"v{state.version + 1}: does not fold: {e!r}")
-            break
-        match event:
-            case MessagesDelivered(messages=delivered):
-                for d in delivered:
-                    assert d.message.id is not None
-                    if d.message.id in fates:
-                        problems.append(f"v{event.version}: {d.message.id!r} delivered twice")
-                    fates[d.message.id] = "pending"
-            case PendingMessageRetracted(pending_id=pending_id):
-                fate(pending_id, "retracted")
-            case PendingMessagesExpired(pending_ids=pending_ids):
-                for pending_id in pending_ids:
-                    fate(pending_id, "expired")
-            case PendingMessagesFrozen(messages=frozen):
-                for m in frozen:
-                    assert m.message.id is not None
-                    fate(m.message.id, "committed")
-                    commit(m.message.id, m.seq)
-            case RunOutputCommitted(messages=outputs):
-                for o in outputs:
-                    assert o.message.id is not None
-                    commit(o.message.id, o.seq)
-            case _:
-                pass
-        open_runs = [r.run_id for r in state.runs.values() if r.status is not RunStatus.DONE]
-        if len(open_runs) > 1:
-            problems.append(f"v{event.version}: {len(open_runs)} open runs {open_runs}")
-    pending_ids = [p.pending_id for p in state.pending]
-    if sorted(pending_ids) != sorted(i for i, f in fates.items() if f == "pending"):
-        problems.append("pending zone does not match the delivered messages still pending")
-    if len(set(pending_ids)) != len(pending_ids) or set(pending_ids) & committed:
-        problems.append("a pending id is repeated or also committed")
-    if state.last_seq != seq:
-        problems.append(f"last seq {state.last_seq} != {seq}")
-    return ThreadAudit(thread_id, state, fates, problems)
-
-
-@dataclass
-class StoreAudit:
-    threads: dict[str, ThreadAudit]
-    events: int
-    problems: list[str]
-    verify_ok: bool
-
-    @property
-    def ok(self) -> bool:
-        return self.verify_ok and not self.problems
-
-    def fate(self, thread_id: str, message_id: str) -> str | None:
-        found = self.threads.get(thread_id)
-        return found.fates.get(message_id) if found else None
-
-
-def audit_store(mailbox: Mailbox, sample: int = 20) -> StoreAudit:
-    """Every thread of the store folded and checked; a sample also at past versions and via
-    snapshot + tail; and the views verified against the log (invariant 5)."""
-    logs: dict[str, list[AnyThreadEvent]] = {}
-    position = 0
-    while batch := mailbox.store.read(after=position, limit=5000):
-        for item in batch:
-            logs.setdefault(item.event.thread_id, []).append(item.event)
-        position = batch[-1].position
-    threads = {tid: audit_events(tid, events) for tid, events in logs.items()}
-    problems = [f"{tid}: {p}" for tid, a in threads.items() for p in a.problems]
-    fresh = Mailbox(mailbox.store, mailbox.views)  # loads snapshot + tail, no cache
-    for tid in sorted(logs)[:sample]:
-        events = logs[tid]
-        for v in {1, len(events) // 2 or 1, len(events)}:
-            if mailbox.thread(tid, at_version=v) != fold(tid, events[:v]).to_state():
-                problems.append(f"{tid}: state at v{v} differs from the fold of 1..{v}")
-        if fresh.pending(tid) != threads[tid].state.entries():
-            problems.append(f"{tid}: snapshot + tail differs from the full fold")
-    report = mailbox.views.verify()
-    problems.extend(report.differences[:20])
-    return StoreAudit(threads, position, problems, report.ok)

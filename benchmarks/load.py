@@ -30,7 +30,6 @@ import threadbox
 from common import (
     DEFAULT_PG,
     Timings,
-    audit_store,
     console,
     own_store,
     rows_table,
@@ -38,6 +37,7 @@ from common import (
 )
 from eventsourcing.persistence import StoredEvent
 from threadbox import DeliveryBoundary, DeliveryMode, Mailbox, Message, Termination
+from threadbox.audit import AuditReport, ThreadAudit, audit
 from threadbox.errors import Contention, ThreadboxError
 
 B = DeliveryBoundary
@@ -297,12 +297,12 @@ def load(
             with console.status(f"{processes} x {threads} writers for {seconds:.0f} s"):
                 reports = pending.get()
         with console.status("auditing"), threadbox.open(store_url) as mb:
-            audit = audit_store(mb)
+            store_audit = audit(mb.store, mb.views)
             log_events = mb.store.last_position()
     with own_store(url, "bare") as bare_url:  # bare events are not threadbox events
         threadbox.open(bare_url).close()
         bare = bare_rate(bare_url, processes, threads, seconds)
-    return summarise(reports, audit, log_events, bare, processes, threads, seconds)
+    return summarise(reports, store_audit, log_events, bare, processes, threads, seconds)
 
 
 def bare_rate(url: str, processes: int, threads: int, seconds: float) -> float:
@@ -315,7 +315,7 @@ def bare_rate(url: str, processes: int, threads: int, seconds: float) -> float:
 
 def summarise(
     reports: list[dict[str, Any]],
-    audit: Any,
+    audit: AuditReport,
     log_events: int,
     bare: float,
     processes: int,
@@ -337,7 +337,7 @@ def summarise(
             if audit.fate(tid, mid) is None:
                 missing.append(f"delivered {tid}/{mid}")
         for tid, mid in report["committed"]:
-            found = audit.threads.get(tid)
+            found = audit.audited.get(tid)
             if found is None or (
                 mid not in {m for m, f in found.fates.items() if f == "committed"}
                 and not _output(found, mid)
@@ -379,9 +379,9 @@ def summarise(
         ["bare inserts/s, same processes x threads", bare],
         ["storage conflicts retried (Mailbox.conflicts)", conflicts],
         ["Contention raised", failed["contention"]],
-        ["threads audited", len(audit.threads)],
+        ["threads audited", audit.threads],
         ["audit problems", len(audit.problems)],
-        ["views.verify().ok", audit.verify_ok],
+        ["views.verify().ok", audit.views_ok],
         ["reported ids missing from the log", len(missing)],
     ]
     console.print(rows_table("load", ["what", "value"], facts))
@@ -404,7 +404,7 @@ def summarise(
     }
 
 
-def _output(found: Any, message_id: str) -> bool:
+def _output(found: ThreadAudit, message_id: str) -> bool:
     return any(message_id in run.output_message_ids for run in found.state.runs.values())
 
 

@@ -1,0 +1,194 @@
+"""The audit of a whole store against SEMANTICS §7: every thread of the log folded and checked.
+
+Per thread: seqs run 1..N without gaps, no message is committed twice, every delivered id has one
+fate (pending, then committed, retracted or expired), at most one run is open at any version and
+the pending zone at the end is exactly the delivered ids still pending. On a sample of the longest
+threads: the state at a past version equals the fold of events 1..v, and snapshot + tail gives
+what the full fold gives to decisions. Last, the views are verified against the log (invariant 5).
+
+``audit(store, views)`` returns an ``AuditReport``; ``threadbox audit`` prints one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from threadbox.domain.events import (
+    AnyThreadEvent,
+    MessagesDelivered,
+    PendingMessageRetracted,
+    PendingMessagesExpired,
+    PendingMessagesFrozen,
+    RunOutputCommitted,
+)
+from threadbox.domain.records import RunStatus
+from threadbox.domain.thread import Thread, evolve, fold
+from threadbox.ports import EventStore, Progress, Views
+
+BATCH = 5000  # events per read of the log
+SAMPLE = 20  # threads checked at past versions and through their snapshot
+MOST_DIFFERENCES = 20  # of views.verify, kept in the report
+
+
+@dataclass
+class ThreadAudit:
+    """One thread folded from the log, with the fate of every message delivered to it."""
+
+    thread_id: str
+    state: Thread
+    fates: dict[str, str]  # delivered message id -> pending | committed | retracted | expired
+    problems: list[str]
+
+
+@dataclass
+class AuditReport:
+    threads: int
+    events: int
+    problems: list[str]
+    views_ok: bool
+    audited: dict[str, ThreadAudit] = field(default_factory=dict, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.views_ok and not self.problems
+
+    def fate(self, thread_id: str, message_id: str) -> str | None:
+        """What became of a delivered message: None if it was never delivered to the thread."""
+        found = self.audited.get(thread_id)
+        return found.fates.get(message_id) if found else None
+
+    def state(self, thread_id: str) -> Thread | None:
+        """The thread folded from its whole log (None if the log has no such thread)."""
+        found = self.audited.get(thread_id)
+        return found.state if found else None
+
+
+def audit_thread(thread_id: str, events: list[AnyThreadEvent]) -> ThreadAudit:
+    """Fold one thread's events and check invariants 1-4 at every version."""
+    state = Thread(thread_id)
+    fates: dict[str, str] = {}
+    committed: set[str] = set()
+    problems: list[str] = []
+    seq = 0
+
+    def fate(message_id: str, new: str) -> None:
+        if fates.get(message_id) != "pending":
+            problems.append(f"v{state.version}: {message_id!r} {fates.get(message_id)} -> {new}")
+        fates[message_id] = new
+
+    def commit(message_id: str | None, at_seq: int) -> None:
+        nonlocal seq
+        if message_id in committed:
+            problems.append(f"v{state.version}: {message_id!r} committed twice")
+        if at_seq != seq + 1:
+            problems.append(f"v{state.version}: seq {at_seq} after {seq}")
+        if message_id is not None:
+            committed.add(message_id)
+        seq = at_seq
+
+    for event in events:
+        try:
+            evolve(state, event)
+        except Exception as e:  # a history that does not fold is the finding, not a crash
+            problems.append(f"v{state.version + 1}: does not fold: {e!r}")
+            break
+        match event:
+            case MessagesDelivered(messages=delivered):
+                for d in delivered:
+                    message_id = d.message.id or ""
+                    if message_id in fates:
+                        problems.append(f"v{event.version}: {message_id!r} delivered twice")
+                    fates[message_id] = "pending"
+            case PendingMessageRetracted(pending_id=pending_id):
+                fate(pending_id, "retracted")
+            case PendingMessagesExpired(pending_ids=pending_ids):
+                for pending_id in pending_ids:
+                    fate(pending_id, "expired")
+            case PendingMessagesFrozen(messages=frozen):
+                for m in frozen:
+                    fate(m.message.id or "", "committed")
+                    commit(m.message.id, m.seq)
+            case RunOutputCommitted(messages=outputs):
+                for o in outputs:
+                    commit(o.message.id, o.seq)
+            case _:
+                pass
+        open_runs = [r.run_id for r in state.runs.values() if r.status is not RunStatus.DONE]
+        if len(open_runs) > 1:
+            problems.append(f"v{event.version}: {len(open_runs)} open runs {open_runs}")
+    pending_ids = [p.pending_id for p in state.pending]
+    if sorted(pending_ids) != sorted(i for i, f in fates.items() if f == "pending"):
+        problems.append("pending zone does not match the delivered messages still pending")
+    if len(set(pending_ids)) != len(pending_ids) or set(pending_ids) & committed:
+        problems.append("a pending id is repeated or also committed")
+    if state.last_seq != seq:
+        problems.append(f"last seq {state.last_seq} != {seq}")
+    return ThreadAudit(thread_id, state, fates, problems)
+
+
+def decision_view(state: Thread) -> tuple[object, ...]:
+    """Everything a decision reads from a thread state (all a snapshot has to keep)."""
+    return (
+        state.version,
+        state.entries(),
+        state.used,
+        state.hidden,
+        state.last_seq,
+        (state.open_run_id, state.running_run_id, state.waiting_run_id),
+        set(state.runs) | state.earlier_run_ids,
+    )
+
+
+def audit_reads(store: EventStore, thread_id: str, events: list[AnyThreadEvent]) -> list[str]:
+    """The thread's own reads agree with the log: at past versions, and via snapshot + tail."""
+    problems: list[str] = []
+    for v in sorted({1, len(events) // 2 or 1, len(events)}):
+        if fold(thread_id, store.load(thread_id, upto=v)).to_state() != (
+            fold(thread_id, events[:v]).to_state()
+        ):
+            problems.append(f"state at v{v} differs from the fold of 1..{v}")
+    snapshot = store.load_snapshot(thread_id)
+    if snapshot is not None:
+        restored = fold(thread_id, store.load(thread_id, after=snapshot.version), snapshot)
+        if decision_view(restored) != decision_view(fold(thread_id, events)):
+            problems.append(f"snapshot at v{snapshot.version} + tail differs from the full fold")
+    return problems
+
+
+def audit(
+    store: EventStore, views: Views, *, sample: int = SAMPLE, progress: Progress | None = None
+) -> AuditReport:
+    """Every thread of the store folded and checked; the ``sample`` longest threads also read at
+    past versions and via snapshot + tail; then the views verified against the log.
+    ``progress(done, total)`` counts the events read, then those verified (total: twice the log)."""
+    total = store.last_position()
+    logs: dict[str, list[AnyThreadEvent]] = {}
+    position = 0
+    while batch := store.read(after=position, limit=BATCH, upto=total):
+        for item in batch:
+            logs.setdefault(item.event.thread_id, []).append(item.event)
+        position = batch[-1].position
+        if progress is not None:
+            progress(position, 2 * total)
+    audited = {tid: audit_thread(tid, events) for tid, events in logs.items()}
+    problems = [f"{tid}: {p}" for tid, found in audited.items() for p in found.problems]
+    longest = sorted(logs, key=lambda tid: (-len(logs[tid]), tid))[:sample]
+    for tid in longest:
+        if not audited[tid].problems:  # a history that fails its own checks is already reported
+            problems.extend(f"{tid}: {p}" for p in audit_reads(store, tid, logs[tid]))
+    verified = views.verify(progress=_second_half(progress, total))
+    problems.extend(f"views: {d}" for d in verified.differences[:MOST_DIFFERENCES])
+    events = sum(len(e) for e in logs.values())
+    return AuditReport(len(logs), events, problems, verified.ok, audited)
+
+
+def _second_half(progress: Progress | None, total: int) -> Progress | None:
+    """The views' verify drawn on the same bar, after the read of the log."""
+    if progress is None:
+        return None
+    report = progress
+
+    def advance(done: int, _: int) -> None:
+        report(total + min(done, total), 2 * total)
+
+    return advance

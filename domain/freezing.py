@@ -1,0 +1,198 @@
+"""Decisions that freeze: the run rules at a boundary (SEMANTICS §4.1), freeze and submit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from . import errors
+from .commands import Freeze, Submit
+from .decision import (
+    Decision,
+    Emitter,
+    check_delivery_mode,
+    expiring,
+    in_use,
+    require_thread,
+    require_unique_ids,
+    require_version,
+)
+from .events import (
+    DeliveredMessage,
+    FrozenMessage,
+    MessagesDelivered,
+    PendingMessagesExpired,
+    PendingMessagesFrozen,
+    RunFinished,
+    RunResumed,
+    RunStarted,
+    ThreadOpened,
+)
+from .records import CommitKind, CommittedMessage, FreezeResult, RunStatus, Termination
+from .selection import scan_for_freeze
+from .thread import Pending, Thread
+from .values import DeliveryBoundary
+
+B = DeliveryBoundary
+
+
+@dataclass
+class _RunPlan:
+    """What a freeze at a boundary does to the runs, once its selection is non-empty."""
+
+    start: bool  # run_id starts (else it resumes, or is already running)
+    resume: bool
+    interrupted: str | None  # the open run that the freeze ends as interrupted
+
+
+def _plan_runs(state: Thread, boundary: DeliveryBoundary, run_id: str) -> _RunPlan:
+    """The run rules of SEMANTICS §4.1; they raise even when nothing would be selected."""
+    open_run = state.open_run
+    if boundary == B.INTERRUPT:
+        if state.run_id_used(run_id):
+            raise errors.InvalidInput(
+                f"run id {run_id!r} was already used in this thread; interrupt starts a new run",
+                "run_id",
+            )
+        return _RunPlan(True, False, open_run.run_id if open_run else None)
+    if boundary in (B.NEXT_STEP, B.ON_NATURAL_END):
+        if state.running_run_id != run_id:
+            raise errors.RunNotRunning(run_id, f"the running run is {state.running_run_id!r}")
+        return _RunPlan(False, False, None)
+    if boundary == B.RESUME_INPUT:
+        if state.waiting_run_id != run_id:
+            raise errors.RunNotWaiting(run_id, f"the waiting run is {state.waiting_run_id!r}")
+        return _RunPlan(False, True, None)
+    if open_run is not None:
+        if open_run.status is RunStatus.RUNNING:
+            raise errors.ThreadBusy(open_run.run_id, "a new_run freeze needs no running run")
+        if open_run.run_id != run_id:
+            raise errors.ThreadBusy(open_run.run_id, "only the waiting run may resume now")
+        return _RunPlan(False, True, None)
+    if state.run_id_used(run_id):
+        raise errors.InvalidInput(f"run id {run_id!r} was already used in this thread", "run_id")
+    return _RunPlan(True, False, None)
+
+
+def _commit_input(
+    emit: Emitter,
+    queue: Sequence[Pending],
+    selected: Sequence[int],
+    plan: _RunPlan,
+    boundary: DeliveryBoundary,
+    run_id: str,
+    expired: list[str],
+) -> FreezeResult:
+    """The events of a non-empty freeze, in the fixed order of SEMANTICS §5."""
+    state = emit.state
+    if plan.interrupted is not None:
+        emit(
+            RunFinished,
+            run_id=plan.interrupted,
+            termination=Termination.INTERRUPTED,
+            detail=f"interrupted by run {run_id!r}",
+        )
+        if expired:
+            emit(PendingMessagesExpired, run_id=plan.interrupted, pending_ids=expired)
+    if plan.start:
+        emit(RunStarted, run_id=run_id, boundary=boundary)
+    elif plan.resume:
+        emit(RunResumed, run_id=run_id, boundary=boundary)
+    first = state.last_seq + 1
+    frozen = [
+        FrozenMessage(
+            seq=first + n, message=queue[i].message, mode=queue[i].mode, revision=queue[i].revision
+        )
+        for n, i in enumerate(selected)
+    ]
+    event = emit(
+        PendingMessagesFrozen,
+        run_id=run_id,
+        boundary=boundary,
+        first_seq=first,
+        last_seq=first + len(frozen) - 1,
+        messages=frozen,
+    )
+    committed = [
+        CommittedMessage(
+            thread_id=state.thread_id,
+            seq=f.seq,
+            message=f.message,
+            run_id=run_id,
+            kind=CommitKind.INPUT,
+            boundary=boundary,
+            visible=True,
+            committed_at=event.timestamp,
+        )
+        for f in frozen
+    ]
+    return FreezeResult(
+        thread_id=state.thread_id,
+        run_id=run_id,
+        boundary=boundary,
+        committed=committed,
+        version=emit.version,
+        interrupted_run_id=plan.interrupted,
+        expired=expired if plan.interrupted else [],
+    )
+
+
+def freeze(state: Thread, command: Freeze, now: datetime) -> Decision[FreezeResult]:
+    require_thread(state)
+    require_version(state, command.expected_version)
+    boundary, run_id = command.boundary, command.run_id
+    plan = _plan_runs(state, boundary, run_id)
+    expired = expiring(state, plan.interrupted) if plan.interrupted else []
+    queue = [p for p in state.pending if p.pending_id not in set(expired)]
+    scan = scan_for_freeze(queue, boundary, run_id)
+    if not scan.selected:
+        empty = FreezeResult(
+            thread_id=state.thread_id,
+            run_id=run_id,
+            boundary=boundary,
+            committed=[],
+            version=state.version,
+        )
+        return Decision([], empty)
+    emit = Emitter(state, now)
+    result = _commit_input(emit, queue, scan.selected, plan, boundary, run_id, expired)
+    return Decision(emit.events, result)
+
+
+def submit(state: Thread, command: Submit, now: datetime) -> Decision[FreezeResult]:
+    if not command.messages:
+        raise errors.InvalidInput("submit needs at least one message", "messages")
+    mode, run_id = command.mode, command.run_id
+    check_delivery_mode(state, mode)
+    ids = require_unique_ids(command.messages)
+    for message_id in ids:
+        if message_id in state.used:
+            raise in_use(state, message_id)
+    plan = _plan_runs(state, mode.boundary, run_id)
+    expired = expiring(state, plan.interrupted) if plan.interrupted else []
+    new = [Pending(m, mode, 1, now, now, m) for m in command.messages]
+    queue = [p for p in state.pending if p.pending_id not in set(expired)] + new
+    scan = scan_for_freeze(queue, mode.boundary, run_id)
+    first_new = len(queue) - len(new)
+    if scan.selected[-len(new) :] != list(range(first_new, len(queue))):
+        raise errors.DeliveryBlocked(_blocker(queue, scan.selected, scan.stopped_at, first_new))
+    emit = Emitter(state, now)
+    if not state.exists:
+        emit(ThreadOpened)
+    emit(
+        MessagesDelivered,
+        messages=[DeliveredMessage(message=m, mode=mode) for m in command.messages],
+    )
+    result = _commit_input(emit, queue, scan.selected, plan, mode.boundary, run_id, expired)
+    return Decision(emit.events, result)
+
+
+def _blocker(
+    queue: Sequence[Pending], selected: Sequence[int], stopped_at: int | None, first_new: int
+) -> str:
+    """The entry that kept a submit's messages from being consumed (SEMANTICS §4, submit)."""
+    assert stopped_at is not None, "a scan that ran off the queue's end selected every new entry"
+    if stopped_at >= first_new and selected and stopped_at not in selected:
+        return queue[selected[0]].pending_id
+    return queue[stopped_at].pending_id

@@ -1,0 +1,93 @@
+"""Decisions on runs and the committed zone: suspend, finish, outputs, hide."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from . import errors
+from .commands import CommitOutput, FinishRun, Hide, SuspendRun
+from .decision import Decision, Emitter, expiring, in_use, require_thread, require_unique_ids
+from .events import (
+    CommittedMessageHidden,
+    OutputMessage,
+    PendingMessagesExpired,
+    RunFinished,
+    RunOutputCommitted,
+    RunSuspended,
+)
+from .records import CommitKind, CommittedMessage
+from .thread import Thread
+from .values import Role
+
+
+def suspend_run(state: Thread, command: SuspendRun, now: datetime) -> Decision[None]:
+    require_thread(state)
+    if state.running_run_id != command.run_id:
+        raise errors.RunNotRunning(command.run_id, f"the running run is {state.running_run_id!r}")
+    emit = Emitter(state, now)
+    emit(RunSuspended, run_id=command.run_id, reason=command.reason)
+    return Decision(emit.events, None)
+
+
+def finish_run(state: Thread, command: FinishRun, now: datetime) -> Decision[list[str]]:
+    require_thread(state)
+    if state.open_run_id != command.run_id:
+        raise errors.RunNotRunning(command.run_id, f"the open run is {state.open_run_id!r}")
+    emit = Emitter(state, now)
+    emit(RunFinished, run_id=command.run_id, termination=command.termination, detail=command.detail)
+    expired = expiring(state, command.run_id)
+    if expired:
+        emit(PendingMessagesExpired, run_id=command.run_id, pending_ids=expired)
+    return Decision(emit.events, expired)
+
+
+def commit_output(
+    state: Thread, command: CommitOutput, now: datetime
+) -> Decision[list[CommittedMessage]]:
+    require_thread(state)
+    if state.running_run_id != command.run_id:
+        raise errors.RunNotRunning(command.run_id, f"the running run is {state.running_run_id!r}")
+    for message in command.messages:
+        if message.role is Role.USER:
+            raise errors.InvalidInput(
+                f"output message {message.id!r} has role user; outputs are assistant, tool or "
+                "system messages",
+                "messages.role",
+            )
+    for message_id in require_unique_ids(command.messages):
+        if message_id in state.used:
+            raise in_use(state, message_id)
+    if not command.messages:
+        return Decision([], [])
+    emit = Emitter(state, now)
+    outputs = [
+        OutputMessage(seq=state.last_seq + n, message=m)
+        for n, m in enumerate(command.messages, start=1)
+    ]
+    emit(RunOutputCommitted, run_id=command.run_id, messages=outputs)
+    committed = [
+        CommittedMessage(
+            thread_id=state.thread_id,
+            seq=o.seq,
+            message=o.message,
+            run_id=command.run_id,
+            kind=CommitKind.OUTPUT,
+            boundary=None,
+            visible=True,
+            committed_at=now,
+        )
+        for o in outputs
+    ]
+    return Decision(emit.events, committed)
+
+
+def hide(state: Thread, command: Hide, now: datetime) -> Decision[None]:
+    require_thread(state)
+    how, seq = state.used.get(command.message_id, ("unused", None))
+    if how != "committed" or seq is None:
+        raise errors.MessageNotFound(state.thread_id, command.message_id)
+    if command.message_id in state.hidden:
+        return Decision([], None)
+    emit = Emitter(state, now)
+    emit(CommittedMessageHidden, message_id=command.message_id, seq=seq, reason=command.reason)
+    return Decision(emit.events, None)
