@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import random
 import threading
 import time
@@ -13,8 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
-import orjson
-from pydantic import ValidationError
+from threadbox import inputs
 from threadbox.domain import commands as c
 from threadbox.domain import errors
 from threadbox.domain.decisions import decide
@@ -31,7 +29,7 @@ from threadbox.domain.records import (
     ThreadSummary,
 )
 from threadbox.domain.thread import Thread, evolve, fold
-from threadbox.domain.values import DeliveryBoundary, DeliveryMode, Message, check_id
+from threadbox.domain.values import DeliveryBoundary, DeliveryMode, Message
 
 from .ids import uuid7
 from .ports import EventStore, StreamConflict, Views
@@ -49,62 +47,6 @@ class Settings:
     snapshot_interval: int = 25  # versions between snapshots, at least; see _snapshot_every
     snapshot_interval_max: int = 500
     cache_size: int = 1024
-
-
-def _invalid(error: ValidationError, what: str) -> errors.InvalidInput:
-    first = error.errors()[0]
-    where = ".".join(str(p) for p in (what, *first["loc"]) if p != "")
-    return errors.InvalidInput(f"invalid {where}: {first['msg']}", where)
-
-
-def _coerce(model: type[T], value: Any, what: str) -> T:
-    if isinstance(value, model):
-        return value
-    try:
-        return cast(T, model.model_validate(value))  # type: ignore[attr-defined]
-    except ValidationError as e:
-        raise _invalid(e, what) from None
-
-
-# Stored events and snapshots wrap a message in JSON levels of their own, and orjson refuses
-# more than 255 levels in all: a message itself may nest at most this deep.
-MAX_MESSAGE_DEPTH = 128
-
-
-def _unstorable(value: Any) -> str | None:
-    """Why JSON ``value`` would not be stored as sent (orjson writes NaN and infinities as null),
-    or None; iterative, so hostile input cannot exhaust the stack."""
-    stack = [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, float) and not math.isfinite(item):
-            return f"{item} is not a JSON number"
-        if isinstance(item, (dict, list)):
-            if level > MAX_MESSAGE_DEPTH:
-                return f"nests deeper than {MAX_MESSAGE_DEPTH} levels"
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, level + 1) for child in children)
-    return None
-
-
-def _id(value: Any, what: str) -> str:
-    try:
-        return check_id(value, what)
-    except (TypeError, ValueError) as e:
-        raise errors.InvalidInput(f"invalid {what}: {e}", what) from None
-
-
-def _is_int(value: object) -> bool:
-    """A whole number the stores can hold (their integer columns are 64-bit)."""
-    return isinstance(value, int) and not isinstance(value, bool) and value < 2**63
-
-
-def _guard(value: object, what: str) -> int | None:
-    if value is None:
-        return None
-    if not _is_int(value) or cast(int, value) < 0:
-        raise errors.InvalidInput(f"{what} must be a whole number >= 0, not {value!r}", what)
-    return cast(int, value)
 
 
 class Mailbox:
@@ -143,7 +85,7 @@ class Mailbox:
         mode: DeliveryMode | dict[str, Any] | None = None,
     ) -> tuple[list[PendingEntry], int]:
         """``deliver``, with the thread version its write produced (for ETags)."""
-        command = c.Deliver(self._messages(messages), self._mode(mode))
+        command = c.Deliver(self._messages(messages), inputs.mode(mode))
         entries, version = self._transact_versioned(thread_id, command)
         return cast(list[PendingEntry], entries), version
 
@@ -155,16 +97,16 @@ class Mailbox:
         *,
         expected_revision: int | None = None,
     ) -> PendingEntry:
-        msg = self._message(message, "message")
-        expected = _guard(expected_revision, "expected_revision")
-        command = c.Edit(_id(pending_id, "pending_id"), msg, expected)
+        msg = inputs.message(message, "message", self.settings.max_message_bytes)
+        expected = inputs.guard(expected_revision, "expected_revision")
+        command = c.Edit(inputs.identifier(pending_id, "pending_id"), msg, expected)
         return cast(PendingEntry, self._transact(thread_id, command))
 
     def retract(
         self, thread_id: str, pending_id: str, *, expected_revision: int | None = None
     ) -> PendingEntry:
-        expected = _guard(expected_revision, "expected_revision")
-        command = c.Retract(_id(pending_id, "pending_id"), expected)
+        expected = inputs.guard(expected_revision, "expected_revision")
+        command = c.Retract(inputs.identifier(pending_id, "pending_id"), expected)
         return cast(PendingEntry, self._transact(thread_id, command))
 
     def reorder(
@@ -180,7 +122,7 @@ class Mailbox:
             isinstance(i, str) for i in ordered_ids
         ):
             raise errors.InvalidInput("ordered_ids must be a list of pending ids", "ordered_ids")
-        command = c.Reorder(tuple(ordered_ids), _guard(expected_version, "expected_version"))
+        command = c.Reorder(tuple(ordered_ids), inputs.guard(expected_version, "expected_version"))
         entries, version = self._transact_versioned(thread_id, command)
         return cast(list[PendingEntry], entries), version
 
@@ -192,8 +134,8 @@ class Mailbox:
         *,
         expected_version: int | None = None,
     ) -> FreezeResult:
-        expected = _guard(expected_version, "expected_version")
-        command = c.Freeze(self._boundary(boundary), _id(run_id, "run_id"), expected)
+        expected = inputs.guard(expected_version, "expected_version")
+        command = c.Freeze(inputs.boundary(boundary), inputs.identifier(run_id, "run_id"), expected)
         return cast(FreezeResult, self._transact(thread_id, command))
 
     def submit(
@@ -203,13 +145,15 @@ class Mailbox:
         mode: DeliveryMode | dict[str, Any] | None,
         run_id: str,
     ) -> FreezeResult:
-        command = c.Submit(self._messages(messages), self._mode(mode), _id(run_id, "run_id"))
+        command = c.Submit(
+            self._messages(messages), inputs.mode(mode), inputs.identifier(run_id, "run_id")
+        )
         return cast(FreezeResult, self._transact(thread_id, command))
 
     def suspend_run(self, thread_id: str, run_id: str, reason: str) -> None:
         if not isinstance(reason, str):
             raise errors.InvalidInput("reason must be a string", "reason")
-        self._transact(thread_id, c.SuspendRun(_id(run_id, "run_id"), reason))
+        self._transact(thread_id, c.SuspendRun(inputs.identifier(run_id, "run_id"), reason))
 
     def finish_run(
         self,
@@ -227,19 +171,19 @@ class Mailbox:
             ) from None
         if detail is not None and not isinstance(detail, str):
             raise errors.InvalidInput("detail must be a string", "detail")
-        command = c.FinishRun(_id(run_id, "run_id"), ending, detail)
+        command = c.FinishRun(inputs.identifier(run_id, "run_id"), ending, detail)
         return cast(list[str], self._transact(thread_id, command))
 
     def commit_output(
         self, thread_id: str, run_id: str, messages: Sequence[Message | dict[str, Any]]
     ) -> list[CommittedMessage]:
-        command = c.CommitOutput(_id(run_id, "run_id"), self._messages(messages))
+        command = c.CommitOutput(inputs.identifier(run_id, "run_id"), self._messages(messages))
         return cast(list[CommittedMessage], self._transact(thread_id, command))
 
     def hide(self, thread_id: str, message_id: str, reason: str) -> None:
         if not isinstance(reason, str):
             raise errors.InvalidInput("reason must be a string", "reason")
-        self._transact(thread_id, c.Hide(_id(message_id, "message_id"), reason))
+        self._transact(thread_id, c.Hide(inputs.identifier(message_id, "message_id"), reason))
 
     # ---- reads -----------------------------------------------------------------------------
 
@@ -248,7 +192,7 @@ class Mailbox:
 
     def pending_page(self, thread_id: str) -> tuple[list[PendingEntry], int]:
         """The pending queue and the thread version it is at, read together."""
-        thread_id = _id(thread_id, "thread_id")
+        thread_id = inputs.identifier(thread_id, "thread_id")
         with self._stripe(thread_id):
             state = self._load(thread_id, refresh=True)
             if not state.exists:
@@ -263,9 +207,9 @@ class Mailbox:
         limit: int | None = None,
         include_hidden: bool = False,
     ) -> list[CommittedMessage]:
-        if not _is_int(after_seq) or after_seq < 0:
+        if not inputs.is_int(after_seq) or after_seq < 0:
             raise errors.InvalidInput("after_seq must be a whole number >= 0", "after_seq")
-        if limit is not None and (not _is_int(limit) or limit < 1):
+        if limit is not None and (not inputs.is_int(limit) or limit < 1):
             raise errors.InvalidInput("limit must be a whole number >= 1", "limit")
         self._read_views(thread_id)
         return self.views.committed(
@@ -277,7 +221,7 @@ class Mailbox:
         return self.views.runs(thread_id)
 
     def run(self, run_id: str) -> RunRecord:
-        run_id = _id(run_id, "run_id")
+        run_id = inputs.identifier(run_id, "run_id")
         self._catch_up()
         found = self.views.run(run_id)
         if found is None:
@@ -289,10 +233,10 @@ class Mailbox:
         return self.views.checkpoints(thread_id)
 
     def threads_with_pending(self, *, limit: int = 100, after: str | None = None) -> list[str]:
-        if not _is_int(limit) or limit < 1:
+        if not inputs.is_int(limit) or limit < 1:
             raise errors.InvalidInput("limit must be a whole number >= 1", "limit")
         if after is not None:
-            after = _id(after, "after")
+            after = inputs.identifier(after, "after")
         self._catch_up()
         return self.views.threads_with_pending(limit=limit, after=after)
 
@@ -301,19 +245,19 @@ class Mailbox:
     ) -> list[ThreadSummary]:
         """Thread summaries ordered by thread_id (``after``: exclusive cursor); ``has_pending``
         True or False keeps the threads with or without pending work."""
-        if not _is_int(limit) or limit < 1:
+        if not inputs.is_int(limit) or limit < 1:
             raise errors.InvalidInput("limit must be a whole number >= 1", "limit")
         if has_pending is not None and not isinstance(has_pending, bool):
             raise errors.InvalidInput("has_pending must be true, false or absent", "has_pending")
         if after is not None:
-            after = _id(after, "after")
+            after = inputs.identifier(after, "after")
         self._catch_up()
         return self.views.threads(limit=limit, after=after, has_pending=has_pending)
 
     def thread(self, thread_id: str, *, at_version: int | None = None) -> ThreadState:
         """The thread folded from its event log, optionally as it was at ``at_version``."""
-        thread_id = _id(thread_id, "thread_id")
-        if at_version is not None and (not _is_int(at_version) or at_version < 1):
+        thread_id = inputs.identifier(thread_id, "thread_id")
+        if at_version is not None and (not inputs.is_int(at_version) or at_version < 1):
             raise errors.InvalidInput("at_version must be at least 1", "at_version")
         events = self.store.load(thread_id, upto=at_version)
         if not events:
@@ -326,8 +270,8 @@ class Mailbox:
         return fold(thread_id, events).to_state()
 
     def history(self, thread_id: str, *, after_version: int = 0) -> list[RecordedEvent]:
-        thread_id = _id(thread_id, "thread_id")
-        if not _is_int(after_version) or after_version < 0:
+        thread_id = inputs.identifier(thread_id, "thread_id")
+        if not inputs.is_int(after_version) or after_version < 0:
             raise errors.InvalidInput("after_version must be a whole number >= 0", "after_version")
         events = self.store.load(thread_id, after=after_version)
         if not events and not self.store.load(thread_id, upto=1):
@@ -350,7 +294,7 @@ class Mailbox:
         return self._transact_versioned(thread_id, command)[0]
 
     def _transact_versioned(self, thread_id: str, command: c.Command) -> tuple[Any, int]:
-        thread_id = _id(thread_id, "thread_id")
+        thread_id = inputs.identifier(thread_id, "thread_id")
         with self._stripe(thread_id):
             state = self._load(thread_id)
             for attempt in range(self.settings.max_attempts):
@@ -439,6 +383,9 @@ class Mailbox:
         weight = (len(state.used) + 10 * len(state.pending)) // 100
         return max(settings.snapshot_interval, min(settings.snapshot_interval_max, weight))
 
+    def _messages(self, values: Any) -> tuple[Message, ...]:
+        return inputs.messages(values, self.settings.max_message_bytes, uuid7)
+
     def _catch_up(self) -> None:
         """A view read reflects every command that returned before it, in any process: the
         views catch up to the end of the log first (a position check when they are current)."""
@@ -446,45 +393,8 @@ class Mailbox:
 
     def _read_views(self, thread_id: str) -> None:
         self._catch_up()
-        if not self.views.thread_exists(_id(thread_id, "thread_id")):
+        if not self.views.thread_exists(inputs.identifier(thread_id, "thread_id")):
             raise errors.ThreadNotFound(thread_id)
-
-    # ---- input -----------------------------------------------------------------------------
-
-    def _message(self, value: Any, what: str) -> Message:
-        message = _coerce(Message, value, what)
-        dumped = message.model_dump(mode="json")
-        if (reason := _unstorable(dumped)) is not None:
-            raise errors.InvalidInput(f"invalid {what}: {reason}", what)
-        try:
-            size = len(orjson.dumps(dumped))
-        except orjson.JSONEncodeError as e:  # lone surrogates, integers beyond 64 bits, depth
-            raise errors.InvalidInput(f"invalid {what}: not storable as JSON: {e}", what) from None
-        if size > self.settings.max_message_bytes:
-            raise errors.PayloadTooLarge(
-                f"{what} is {size} bytes encoded; the limit is {self.settings.max_message_bytes}",
-                size,
-                self.settings.max_message_bytes,
-            )
-        return message
-
-    def _messages(self, values: Any) -> tuple[Message, ...]:
-        if isinstance(values, (str, bytes, dict)) or not isinstance(values, Sequence):
-            raise errors.InvalidInput("messages must be a list of messages", "messages")
-        messages = [self._message(v, f"messages.{n}") for n, v in enumerate(values)]
-        return tuple(m if m.id is not None else m.with_id(uuid7()) for m in messages)
-
-    def _mode(self, value: Any) -> DeliveryMode:
-        return DeliveryMode() if value is None else _coerce(DeliveryMode, value, "mode")
-
-    def _boundary(self, value: Any) -> DeliveryBoundary:
-        try:
-            return DeliveryBoundary(value)
-        except ValueError:
-            raise errors.InvalidInput(
-                f"boundary must be one of {[b.value for b in DeliveryBoundary]}, not {value!r}",
-                "boundary",
-            ) from None
 
 
 def recorded(event: AnyThreadEvent) -> RecordedEvent:

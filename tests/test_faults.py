@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,10 +26,9 @@ import psycopg
 import pytest
 import threadbox
 from threadbox import DeliveryBoundary, DeliveryMode, Message
+from threadbox.audit import AuditReport, audit
+from threadbox.domain.events import PendingMessagesFrozen, RunResumed, RunStarted
 from threadbox.errors import ThreadboxError
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from common import StoreAudit, audit_store
 
 PG_CONNINFO = "host=127.0.0.1 port=5432 dbname=test user=postgres"
 DEADLINE = 30.0  # seconds to wait for a writer's progress before failing the test
@@ -144,13 +144,13 @@ class Writer:
         self.process.stdout.close()
 
 
-def assert_reported_are_logged(audit: StoreAudit, writers: list[Writer]) -> None:
+def assert_reported_are_logged(store_audit: AuditReport, writers: list[Writer]) -> None:
     for writer in writers:
         for r in writer.reports:
-            state = audit.threads[r["thread"]].state if r["thread"] in audit.threads else None
+            state = store_audit.state(r["thread"])
             if r["kind"] == "delivered":
                 for message_id in r["ids"]:
-                    assert audit.fate(r["thread"], message_id) is not None, r
+                    assert store_audit.fate(r["thread"], message_id) is not None, r
             elif r["kind"] == "committed":
                 assert state is not None, r
                 for message_id in r["ids"]:
@@ -162,10 +162,10 @@ def assert_reported_are_logged(audit: StoreAudit, writers: list[Writer]) -> None
 def assert_store_sound(url: str, writers: list[Writer]) -> None:
     """Audit with a new mailbox, then use it: no repair step between a fault and service."""
     with threadbox.open(url) as mailbox:
-        audit = audit_store(mailbox)
-        assert audit.ok, audit.problems[:5]
-        assert_reported_are_logged(audit, writers)
-        for thread_id in audit.threads:
+        store_audit = audit(mailbox.store, mailbox.views)
+        assert store_audit.ok, store_audit.problems[:5]
+        assert_reported_are_logged(store_audit, writers)
+        for thread_id in store_audit.audited:
             mailbox.deliver(thread_id, [Message.user("after the fault")], DeliveryMode.new_run())
         assert mailbox.views.verify().ok
 
@@ -220,7 +220,87 @@ def test_a_writer_whose_connections_are_cut_recovers_and_loses_nothing(store_url
     assert_store_sound(store_url, [writer])
 
 
-# ---- (c) read-only and full disk (SQLite) --------------------------------------------------------
+# ---- (c) PostgreSQL restarted under load -------------------------------------------------------
+
+
+def server_ready() -> bool:
+    return subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1", "-p", "5432"]).returncode == 0
+
+
+def wait_until_ready() -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not server_ready():
+        assert time.monotonic() < deadline, "PostgreSQL did not come back"
+        time.sleep(0.1)
+
+
+def pg_cluster(action: str) -> None:
+    """``pg_ctlcluster`` on the one local cluster (fast mode: connections are cut, not awaited)."""
+    (version,) = os.listdir("/etc/postgresql")
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", "--mode", "fast", version, "main", action],
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.fixture
+def restartable_server() -> Iterator[None]:
+    """The local PostgreSQL may be restarted by the test; it is up again afterwards, whatever
+    happened in the test."""
+    if shutil.which("pg_ctlcluster") is None or not os.path.isdir("/etc/postgresql"):
+        pytest.skip("no pg_ctlcluster here: cannot restart the PostgreSQL server")
+    if os.geteuid() != 0:
+        pytest.skip("restarting the PostgreSQL server needs root")
+    try:
+        yield
+    finally:
+        if not server_ready():
+            pg_cluster("start")
+        wait_until_ready()
+
+
+def assert_commands_whole(url: str) -> None:
+    """A freeze is written as one batch: a run started or resumed with its messages frozen."""
+    with threadbox.open(url) as mailbox:
+        for thread_id in {n.event.thread_id for n in mailbox.store.read(after=0, limit=10**6)}:
+            events = mailbox.store.load(thread_id)
+            for event, following in zip(events, [*events[1:], None], strict=True):
+                if isinstance(event, RunStarted | RunResumed):
+                    assert isinstance(following, PendingMessagesFrozen), (event, following)
+                    assert (following.run_id, following.timestamp) == (
+                        event.run_id,
+                        event.timestamp,
+                    )
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_writers_carry_on_through_a_postgresql_restart_and_lose_nothing(
+    store_url: str, restartable_server: None
+) -> None:
+    threadbox.open(store_url).close()
+    writers = [Writer(store_url, f"pg{n}") for n in range(2)]
+    try:
+        for writer in writers:
+            writer.wait_for(20)
+        pg_cluster("restart")
+        wait_until_ready()
+        for writer in writers:
+            writer.read(0)  # what it reported before the restart
+            writer.wait_for(writer.successes() + 20)  # recovered by itself, no restart of it
+        for writer in writers:
+            writer.stop()
+    finally:
+        for writer in writers:
+            if writer.process.poll() is None:
+                writer.kill()
+    failed = [r for w in writers for r in w.reports if r["kind"] == "failed"]
+    assert all("Error" in r["ids"][0] for r in failed), failed  # reported, and the writer went on
+    assert_commands_whole(store_url)
+    assert_store_sound(store_url, writers)
+
+
+# ---- (d) read-only and full disk (SQLite) --------------------------------------------------------
 
 
 @pytest.fixture
