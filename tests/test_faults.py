@@ -1,6 +1,7 @@
-"""Faults: writer processes killed mid-command, PostgreSQL connections cut under load, a read-only
-and a full disk. After each, everything a writer was told had succeeded is in the log, nothing is
-half-written (every thread folds and the invariants hold, the views verify) and a new mailbox works.
+"""Faults: writer processes killed mid-command, PostgreSQL connections cut and the server restarted
+under load, a read-only and a full disk. After each, everything a writer was told had succeeded is
+in the log, nothing is half-written (every thread folds, the invariants hold, the views verify)
+and a new mailbox works.
 
 Writers are child processes running this file (``python tests/test_faults.py URL PREFIX``): they
 loop commands and print one JSON line after each command returns, until their stdin closes.
@@ -19,8 +20,9 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import pytest
@@ -227,6 +229,13 @@ def server_ready() -> bool:
     return subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1", "-p", "5432"]).returncode == 0
 
 
+def server_started_at() -> datetime:
+    with psycopg.connect(PG_CONNINFO) as conn:
+        row = conn.execute("SELECT pg_postmaster_start_time()").fetchone()
+    assert row is not None
+    return cast(datetime, row[0])
+
+
 def wait_until_ready() -> None:
     deadline = time.monotonic() + DEADLINE
     while not server_ready():
@@ -279,6 +288,7 @@ def test_writers_carry_on_through_a_postgresql_restart_and_lose_nothing(
     store_url: str, restartable_server: None
 ) -> None:
     threadbox.open(store_url).close()
+    started_at = server_started_at()
     writers = [Writer(store_url, f"pg{n}") for n in range(2)]
     try:
         for writer in writers:
@@ -294,8 +304,10 @@ def test_writers_carry_on_through_a_postgresql_restart_and_lose_nothing(
         for writer in writers:
             if writer.process.poll() is None:
                 writer.kill()
+    assert server_started_at() > started_at  # the server did restart under the writers
     failed = [r for w in writers for r in w.reports if r["kind"] == "failed"]
-    assert all("Error" in r["ids"][0] for r in failed), failed  # reported, and the writer went on
+    # a command that failed despite the retries is reported, and the writer went on
+    assert all(r["ids"][0].startswith(("OperationalError", "InterfaceError")) for r in failed)
     assert_commands_whole(store_url)
     assert_store_sound(store_url, writers)
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from . import commands, demo, serve, show, transfer
+from . import audit, commands, demo, serve, show, transfer
 from .session import Session
 from .views import build_views_cli
 
@@ -35,6 +35,7 @@ def build_cli(env: Mapping[str, str]) -> typer.Typer:
     commands.register(app)
     show.register(app)
     app.add_typer(build_views_cli(), name="views")
+    audit.register(app)
     transfer.register(app)
     demo.register(app)
     serve.register(app)

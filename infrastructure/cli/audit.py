@@ -1,0 +1,44 @@
+"""``threadbox audit``: every thread of the store checked against SEMANTICS §7."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+from threadbox.audit import audit
+
+from .commands import AsJson
+from .session import session_of
+from .views import progress_bar
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("audit")
+    def audit_command(ctx: typer.Context, as_json: AsJson = False) -> None:
+        """Fold every thread of the log, check the invariants and verify the views (exit 1 on
+        any problem)."""
+        session = session_of(ctx)
+        with session.mailbox() as mailbox, progress_bar(session, "auditing") as advance:
+            report = audit(mailbox.store, mailbox.views, progress=advance)
+        if as_json:
+            session.print_json(
+                {
+                    "ok": report.ok,
+                    "threads": report.threads,
+                    "events": report.events,
+                    "views_ok": report.views_ok,
+                    "problems": report.problems,
+                }
+            )
+        else:
+            table = Table(title="audit (SEMANTICS §7)")
+            table.add_column("what")
+            table.add_column("value", justify="right")
+            table.add_row("threads", str(report.threads))
+            table.add_row("events", str(report.events))
+            table.add_row("views match the log", "yes" if report.views_ok else "no")
+            table.add_row("problems", str(len(report.problems)))
+            session.out.print(table)
+            for problem in report.problems:
+                session.out.print(problem, markup=False, highlight=False)
+        if not report.ok:
+            raise typer.Exit(1)
