@@ -6,6 +6,7 @@ plus ``"_v"``, its ``class_version``; older versions are upcast when read (ADR 0
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import datetime
 from typing import Any, cast
@@ -22,6 +23,7 @@ SNAPSHOT_TOPIC = "threadbox.domain.thread:Thread"
 SNAPSHOT_FORMAT = 2
 
 
+@functools.lru_cache(maxsize=65536)
 def stream_id(thread_id: str) -> uuid.UUID:
     """The same thread id maps to the same stream, in every store, forever (SEMANTICS §1)."""
     return uuid.uuid5(uuid.NAMESPACE_URL, "threadbox/threads/" + thread_id)
