@@ -14,8 +14,7 @@ from .views import progress_bar
 def register(app: typer.Typer) -> None:
     @app.command("audit")
     def audit_command(ctx: typer.Context, as_json: AsJson = False) -> None:
-        """Fold every thread of the log, check the invariants and verify the views (exit 1 on
-        any problem)."""
+        """Check SEMANTICS §7 over the whole log and verify the views (exit 1 on a problem)."""
         session = session_of(ctx)
         with session.mailbox() as mailbox, progress_bar(session, "auditing") as advance:
             report = audit(mailbox.store, mailbox.views, progress=advance)
