@@ -53,7 +53,7 @@ def unstorable(value: Any) -> str | None:
 
 def identifier(value: Any, what: str) -> str:
     try:
-        return check_id(value, what)
+        return check_id(value, what, blank_ok=what in ("thread_id", "after"))
     except (TypeError, ValueError) as e:
         raise errors.InvalidInput(f"invalid {what}: {e}", what) from None
 

@@ -66,7 +66,9 @@ class Mailbox:
         self._cache: OrderedDict[str, Thread] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._stripes = [threading.Lock() for _ in range(64)]
-        self.conflicts = 0  # storage conflicts retried, for benchmarks and audits
+        self.conflicts = 0  # storage conflicts retried (under _counting), for benchmarks and audits
+        self.snapshot_failures = 0  # snapshot writes that failed (logged); the log stays whole
+        self._counting = threading.Lock()
 
     # ---- commands --------------------------------------------------------------------------
 
@@ -269,11 +271,16 @@ class Mailbox:
             )
         return fold(thread_id, events).to_state()
 
-    def history(self, thread_id: str, *, after_version: int = 0) -> list[RecordedEvent]:
+    def history(
+        self, thread_id: str, *, after_version: int = 0, limit: int | None = None
+    ) -> list[RecordedEvent]:
+        """The audit trail: the thread's events after ``after_version`` (at most ``limit``)."""
         thread_id = inputs.identifier(thread_id, "thread_id")
         if not inputs.is_int(after_version) or after_version < 0:
             raise errors.InvalidInput("after_version must be a whole number >= 0", "after_version")
-        events = self.store.load(thread_id, after=after_version)
+        if limit is not None and (not inputs.is_int(limit) or limit < 1):
+            raise errors.InvalidInput("limit must be a whole number >= 1", "limit")
+        events = self.store.load(thread_id, after=after_version, limit=limit)
         if not events and not self.store.load(thread_id, upto=1):
             raise errors.ThreadNotFound(thread_id)
         return [recorded(e) for e in events]
@@ -311,7 +318,8 @@ class Mailbox:
                 try:
                     self.store.append(decision.events)
                 except StreamConflict:
-                    self.conflicts += 1
+                    with self._counting:
+                        self.conflicts += 1
                     self._refresh(state)
                     self._backoff(attempt)
                     continue
@@ -367,7 +375,10 @@ class Mailbox:
                 self.store.save_snapshot(state)
             except Exception:
                 # The command's events are saved: it succeeded, and must say so. A snapshot only
-                # saves a cold load some folding; the next interval tries again.
+                # saves a cold load some folding; the next interval tries again, and the failures
+                # are counted for /healthz.
+                with self._counting:
+                    self.snapshot_failures += 1
                 log.warning(
                     "snapshot of thread %r at version %d failed",
                     state.thread_id,

@@ -42,7 +42,7 @@ class EventStore(Protocol):
         """Save the events atomically; their versions are the guard. Raises StreamConflict."""
 
     def load(
-        self, thread_id: str, *, after: int = 0, upto: int | None = None
+        self, thread_id: str, *, after: int = 0, upto: int | None = None, limit: int | None = None
     ) -> list[AnyThreadEvent]: ...
 
     def load_snapshot(self, thread_id: str) -> Thread | None: ...

@@ -93,12 +93,17 @@ def require_unique_ids(messages: Sequence[Message]) -> list[str]:
     return [i for i in ids if i is not None]
 
 
-def check_delivery_mode(state: Thread, mode: DeliveryMode) -> None:
-    """The rules of SEMANTICS §3 a mode must meet to be delivered to this thread now."""
+def check_mode_shape(mode: DeliveryMode) -> None:
+    """A mode that could never be consumed is invalid input (SEMANTICS §3)."""
     if mode.boundary == B.RESUME_INPUT and (mode.target_run_id is None or mode.fallback_to_new_run):
         raise errors.InvalidInput(
             "a resume_input mode needs a target_run_id and fallback_to_new_run = false", "mode"
         )
+
+
+def check_delivery_mode(state: Thread, mode: DeliveryMode) -> None:
+    """The rules of SEMANTICS §3 a mode must meet to be delivered to this thread now."""
+    check_mode_shape(mode)
     if mode.target_run_id is None or mode.fallback_to_new_run:
         return
     if mode.boundary == B.RESUME_INPUT:

@@ -104,6 +104,8 @@ class NotPending(ThreadboxError):
 
 
 class AlreadyConsumed(NotPending):
+    code = "already_consumed"
+
     def __init__(self, pending_id: str, seq: int) -> None:
         super().__init__(pending_id, "consumed", seq)
 

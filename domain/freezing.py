@@ -30,7 +30,7 @@ from .events import (
     ThreadOpened,
 )
 from .records import CommitKind, CommittedMessage, FreezeResult, RunStatus, Termination
-from .selection import scan_for_freeze
+from .selection import Scan, scan_for_freeze
 from .thread import Pending, Thread
 from .values import DeliveryBoundary
 
@@ -176,7 +176,7 @@ def submit(state: Thread, command: Submit, now: datetime) -> Decision[FreezeResu
     scan = scan_for_freeze(queue, mode.boundary, run_id)
     first_new = len(queue) - len(new)
     if scan.selected[-len(new) :] != list(range(first_new, len(queue))):
-        raise errors.DeliveryBlocked(_blocker(queue, scan.selected, scan.stopped_at, first_new))
+        raise _blocked(queue, scan, first_new, run_id)
     emit = Emitter(state, now)
     if not state.exists:
         emit(ThreadOpened)
@@ -188,11 +188,21 @@ def submit(state: Thread, command: Submit, now: datetime) -> Decision[FreezeResu
     return Decision(emit.events, result)
 
 
-def _blocker(
-    queue: Sequence[Pending], selected: Sequence[int], stopped_at: int | None, first_new: int
-) -> str:
-    """The entry that kept a submit's messages from being consumed (SEMANTICS §4, submit)."""
-    assert stopped_at is not None, "a scan that ran off the queue's end selected every new entry"
-    if stopped_at >= first_new and selected and stopped_at not in selected:
-        return queue[selected[0]].pending_id
-    return queue[stopped_at].pending_id
+def _blocked(queue: Sequence[Pending], scan: Scan, first_new: int, run_id: str) -> Exception:
+    """Why a submit's messages cannot all be consumed now (SEMANTICS §4, submit): the entry the
+    selection stopped at; when it stopped on a submitted message, the first selected entry, or
+    else the skipped entry a barrier may not pass. A submitted mode that this very freeze can
+    never consume is invalid input, not a blocked delivery."""
+    stop = scan.stopped_at
+    assert stop is not None, "a scan that ran off the queue's end selected every new entry"
+    if stop < first_new or stop in scan.selected:
+        return errors.DeliveryBlocked(queue[stop].pending_id)
+    if scan.selected:
+        return errors.DeliveryBlocked(queue[scan.selected[0]].pending_id)
+    if scan.first_skipped is not None:
+        return errors.DeliveryBlocked(queue[scan.first_skipped].pending_id)
+    return errors.InvalidInput(
+        f"a {queue[stop].mode.boundary} submit targeted at run "
+        f"{queue[stop].mode.target_run_id!r} cannot be consumed by run {run_id!r}",
+        "mode.target_run_id",
+    )

@@ -11,6 +11,7 @@ from .decision import (
     Decision,
     Emitter,
     check_delivery_mode,
+    check_mode_shape,
     find_pending,
     in_use,
     require_thread,
@@ -31,7 +32,7 @@ from .values import Message
 
 
 def deliver(state: Thread, command: Deliver, now: datetime) -> Decision[list[PendingEntry]]:
-    check_delivery_mode(state, command.mode)
+    check_mode_shape(command.mode)
     require_unique_ids(command.messages)
     emit = Emitter(state, now)
     results: list[PendingEntry | None] = []
@@ -47,6 +48,9 @@ def deliver(state: Thread, command: Deliver, now: datetime) -> Decision[list[Pen
         new.append(message)
         results.append(None)
     if new:
+        # The run a mode targets is checked for new messages only: a retried identical delivery
+        # (or an empty one) stays a no-op even after that run has moved on.
+        check_delivery_mode(state, command.mode)
         if not state.exists:
             emit(ThreadOpened)
         emit(

@@ -40,34 +40,35 @@ def skippable(mode: DeliveryMode, boundary: DeliveryBoundary) -> bool:
 
 @dataclass(frozen=True)
 class Scan:
-    """A selection, and the index the scan stopped at (None when it ran off the queue's end)."""
+    """A selection, the index the scan stopped at (None when it ran off the queue's end), and
+    the first entry it passed over as skippable (None when it skipped none)."""
 
     selected: list[int]
     stopped_at: int | None
-    took_stopper: bool  # the stop came after selecting a `one` or barrier entry
+    first_skipped: int | None
 
 
 def scan_for_freeze(
     pending: Sequence[HasMode], boundary: DeliveryBoundary, current_run_id: str | None = None
 ) -> Scan:
     selected: list[int] = []
-    skipped = False
+    skipped: int | None = None
     for index, entry in enumerate(pending):
         mode = entry.mode
         if not eligible_at(mode, boundary, current_run_id):
             if not mode.barrier and skippable(mode, boundary):
-                skipped = True
+                skipped = index if skipped is None else skipped
                 continue
-            return Scan(selected, index, False)
-        if mode.barrier and skipped:
-            return Scan(selected, index, False)
+            return Scan(selected, index, skipped)
+        if mode.barrier and skipped is not None:
+            return Scan(selected, index, skipped)
         is_one = mode.granularity == DeliveryGranularity.ONE
         if selected and is_one:
-            return Scan(selected, index, False)
+            return Scan(selected, index, skipped)
         selected.append(index)
         if mode.barrier or is_one:
-            return Scan(selected, index, True)
-    return Scan(selected, None, False)
+            return Scan(selected, index, skipped)
+    return Scan(selected, None, skipped)
 
 
 def select_for_freeze(

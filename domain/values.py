@@ -14,12 +14,13 @@ MAX_ID_LENGTH = 200
 _FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
-def check_id(value: str, what: str) -> str:
-    """A caller-chosen id: non-blank, at most 200 characters, no control characters."""
+def check_id(value: str, what: str, *, blank_ok: bool = False) -> str:
+    """A caller-chosen id: 1 to 200 characters, no control characters; non-blank unless
+    ``blank_ok`` (thread ids: SEMANTICS §1 asks only for 1-200 characters)."""
     if not isinstance(value, str):
         raise TypeError(f"{what} must be a string")
-    if not value.strip():
-        raise ValueError(f"{what} must not be blank")
+    if not value if blank_ok else not value.strip():
+        raise ValueError(f"{what} must not be {'empty' if blank_ok else 'blank'}")
     if len(value) > MAX_ID_LENGTH:
         raise ValueError(f"{what} is {len(value)} characters long; at most {MAX_ID_LENGTH}")
     bad = _FORBIDDEN.search(value)

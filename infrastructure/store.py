@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -126,14 +125,16 @@ class RecorderStore:
             raise StreamConflict(str(conflict)) from conflict
 
     def load_stored(
-        self, thread_id: str, *, after: int = 0, upto: int | None = None
+        self, thread_id: str, *, after: int = 0, upto: int | None = None, limit: int | None = None
     ) -> Sequence[StoredEvent]:
-        return self.events.select_events(stream_id(thread_id), gt=after or None, lte=upto)
+        sid = stream_id(thread_id)
+        return self.events.select_events(sid, gt=after or None, lte=upto, limit=limit)
 
     def load(
-        self, thread_id: str, *, after: int = 0, upto: int | None = None
+        self, thread_id: str, *, after: int = 0, upto: int | None = None, limit: int | None = None
     ) -> list[AnyThreadEvent]:
-        return [decode_event(s) for s in self.load_stored(thread_id, after=after, upto=upto)]
+        stored = self.load_stored(thread_id, after=after, upto=upto, limit=limit)
+        return [decode_event(s) for s in stored]
 
     def load_snapshot(self, thread_id: str) -> Thread | None:
         found = self.snapshots.select_events(stream_id(thread_id), desc=True, limit=1)
@@ -227,8 +228,3 @@ def creating_tables(location: StoreLocation) -> Iterator[None]:
         key = f"threadbox-store:{location.pg_schema}"
         conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (key,))
         yield
-
-
-def default_url(env: dict[str, str] | None = None) -> str:
-    source = os.environ if env is None else env
-    return source.get("THREADBOX_URL") or "sqlite:///./threadbox.db"

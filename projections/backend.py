@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Protocol
+
+from threadbox.ports import Progress
 
 from .changes import Change, Key, Row
 from .tables import Tables
-
-Progress = Callable[[int, int], None]
 
 
 class ViewBackend(Protocol):

@@ -147,4 +147,15 @@ class Renumber:
 Change = Insert | Update | Delete | Increment | Extend | AppendPending | Renumber
 
 # One view's projection of one event type: (payload of that type, ISO timestamp, log position).
-Handler = Callable[[Any, str, int], list[Change]]
+Projection = Callable[[Any, str, int], list[Change]]
+
+
+def thread_of(change: Change) -> str:
+    """The thread whose rows a change touches (every key starts with the thread id)."""
+    match change:
+        case Insert(table=table, row=row):
+            return str(row[KEYS[table][0]])
+        case Update(key=key) | Delete(key=key) | Increment(key=key) | Extend(key=key):
+            return str(key[0])
+        case AppendPending(thread_id=thread_id) | Renumber(thread_id=thread_id):
+            return thread_id

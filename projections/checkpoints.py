@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import payloads as pl
-from .changes import Change, Handler, Insert
+from .changes import Change, Insert, Projection
 
 
 def _frozen(p: pl.PendingMessagesFrozen, at: str, position: int) -> list[Change]:
@@ -37,7 +37,7 @@ def _outputs(p: pl.RunOutputCommitted, at: str, position: int) -> list[Change]:
     return [Insert("checkpoints", row)]
 
 
-HANDLERS: dict[str, Handler] = {
+BY_EVENT_TYPE: dict[str, Projection] = {
     "PendingMessagesFrozen": _frozen,
     "RunOutputCommitted": _outputs,
 }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import payloads as pl
-from .changes import Change, Handler, Insert, Update
+from .changes import Change, Insert, Projection, Update
 
 
 def _row(
@@ -49,7 +49,7 @@ def _hidden(p: pl.CommittedMessageHidden, at: str, position: int) -> list[Change
     return [Update("committed", (p["thread_id"], p["seq"]), {"visible": False})]
 
 
-HANDLERS: dict[str, Handler] = {
+BY_EVENT_TYPE: dict[str, Projection] = {
     "PendingMessagesFrozen": _frozen,
     "RunOutputCommitted": _outputs,
     "CommittedMessageHidden": _hidden,

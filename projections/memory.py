@@ -6,8 +6,9 @@ import copy
 import threading
 from collections.abc import Sequence
 
-from .backend import Progress
-from .changes import Change, Key, Row
+from threadbox.ports import Progress
+
+from .changes import Change, Key, Row, thread_of
 from .tables import Tables
 
 
@@ -16,29 +17,27 @@ class MemoryViewBackend:
         self._tables = Tables()
         self._position = 0
         self._lock = threading.RLock()
-        self._damage: Exception | None = None
 
     def position(self) -> int:
         return self._position
 
     def apply(self, changes: Sequence[Change], from_position: int, to_position: int) -> bool:
         with self._lock:
-            if self._damage is not None:
-                raise RuntimeError("memory views are damaged; rebuild them") from self._damage
             if self._position != from_position:
                 return False
+            saved = self._tables.copy_threads({thread_of(change) for change in changes})
             try:
                 for change in changes:
                     self._tables.apply(change)
-            except Exception as e:
-                self._damage = e  # half-applied in place: refuse further work until a rebuild
+            except Exception:
+                self._tables.restore_threads(saved)  # all or nothing, like a transaction
                 raise
             self._position = to_position
             return True
 
     def replace_all(self, tables: Tables, position: int, progress: Progress | None) -> None:
         with self._lock:
-            self._tables, self._position, self._damage = tables, position, None
+            self._tables, self._position = tables, position
 
     def dump(self) -> tuple[int, dict[str, dict[Key, Row]]]:
         with self._lock:

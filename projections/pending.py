@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import payloads as pl
-from .changes import AppendPending, Change, Delete, Handler, Renumber, Update
+from .changes import AppendPending, Change, Delete, Projection, Renumber, Update
 
 
 def _delivered(p: pl.MessagesDelivered, at: str, position: int) -> list[Change]:
@@ -51,7 +51,7 @@ def _frozen(p: pl.PendingMessagesFrozen, at: str, position: int) -> list[Change]
     return [*(Delete("pending", (tid, f["message"]["id"])) for f in p["messages"]), Renumber(tid)]
 
 
-HANDLERS: dict[str, Handler] = {
+BY_EVENT_TYPE: dict[str, Projection] = {
     "MessagesDelivered": _delivered,
     "PendingMessageEdited": _edited,
     "PendingMessageRetracted": _retracted,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import payloads as pl
-from .changes import Change, Extend, Handler, Increment, Insert, Update
+from .changes import Change, Extend, Increment, Insert, Projection, Update
 
 
 def _started(p: pl.RunStarted, at: str, position: int) -> list[Change]:
@@ -56,7 +56,7 @@ def _outputs(p: pl.RunOutputCommitted, at: str, position: int) -> list[Change]:
     return [Extend("runs", (p["thread_id"], p["run_id"]), "output_message_ids", ids)]
 
 
-HANDLERS: dict[str, Handler] = {
+BY_EVENT_TYPE: dict[str, Projection] = {
     "RunStarted": _started,
     "RunResumed": _resumed,
     "RunSuspended": _suspended,

@@ -13,8 +13,8 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol, TypeVar
 
 import orjson
+from threadbox.ports import Progress
 
-from .backend import Progress
 from .changes import (
     COLUMNS,
     JSON_COLUMNS,

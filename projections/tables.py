@@ -7,6 +7,7 @@ are kept as the changes bring them, uncopied: a projection builds them for one c
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,6 +25,9 @@ from .changes import (
     Row,
     Update,
 )
+
+# The threads a batch touches, and their rows as they were before it (by table, then thread).
+SavedThreads = tuple[set[str], dict[str, dict[str, dict[Key, Row]]]]
 
 
 class MissingRow(LookupError):
@@ -63,6 +67,22 @@ class Tables:
                 queue = self.rows["pending"].get(thread_id, {})
                 for n, row in enumerate(sorted(queue.values(), key=_position), start=1):
                     row["position"] = n
+
+    def copy_threads(self, thread_ids: set[str]) -> SavedThreads:
+        """A private copy of these threads' rows in every table, for ``restore_threads``."""
+        rows = {
+            table: {t: copy.deepcopy(by_thread[t]) for t in thread_ids if t in by_thread}
+            for table, by_thread in self.rows.items()
+        }
+        return thread_ids, rows
+
+    def restore_threads(self, saved: SavedThreads) -> None:
+        """Put these threads' rows back as ``copy_threads`` found them (rows added since go)."""
+        thread_ids, rows = saved
+        for table, by_thread in self.rows.items():
+            for thread_id in thread_ids:
+                by_thread.pop(thread_id, None)
+            by_thread.update(rows[table])
 
     def thread_rows(self, table: str, thread_id: str) -> list[Row]:
         return list(self.rows[table].get(thread_id, {}).values())

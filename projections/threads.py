@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import payloads as pl
-from .changes import Change, Handler, Increment, Insert, Update
+from .changes import Change, Increment, Insert, Projection, Update
 
 
 def _touch(p: pl.ThreadEvent, at: str) -> Update:
@@ -78,7 +78,7 @@ def _finished(p: pl.RunFinished, at: str, position: int) -> list[Change]:
     return _runs(p, at, {"running_run_id": None, "waiting_run_id": None})
 
 
-HANDLERS: dict[str, Handler] = {
+BY_EVENT_TYPE: dict[str, Projection] = {
     **{name: _touched for name in pl.PAYLOAD_TYPES},
     "ThreadOpened": _opened,
     "MessagesDelivered": _delivered,

@@ -89,7 +89,7 @@ INVALID: dict[str, tuple[Call, str]] = {
         lambda mb: mb.deliver(T, [user()], {"boundary": "new_run", "urgent": True}),
         "mode.urgent",
     ),
-    "blank thread id": (lambda mb: mb.deliver(" ", [user()]), "thread_id"),
+    "empty thread id": (lambda mb: mb.deliver("", [user()]), "thread_id"),
     "thread id over 200 characters": (lambda mb: mb.deliver("t" * 201, [user()]), "thread_id"),
     "control character in a thread id": (lambda mb: mb.deliver("a\x00b", [user()]), "thread_id"),
     "thread id not a string": (lambda mb: mb.deliver(42, [user()]), "thread_id"),  # type: ignore[arg-type]

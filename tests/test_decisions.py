@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from threadbox import DeliveryBoundary, DeliveryMode, Message, Termination
 from threadbox.domain import errors
@@ -758,6 +758,7 @@ def test_every_write_keeps_the_fixed_event_order_and_a_repeat_changes_nothing(
     data: st.DataObject,
 ) -> None:
     state = Thread("t")
+    writes = 0
     for _ in range(data.draw(st.integers(min_value=1, max_value=25))):
         command = data.draw(commands(state))
         try:
@@ -765,6 +766,7 @@ def test_every_write_keeps_the_fixed_event_order_and_a_repeat_changes_nothing(
         except errors.ThreadboxError:
             continue
         names = types(decision)
+        writes += bool(names)
         in_order = [n for n in WRITE_ORDER if n in names]
         if len(names) > 1:
             assert names == in_order, f"events of one write out of order: {names}"
@@ -776,3 +778,25 @@ def test_every_write_keeps_the_fixed_event_order_and_a_repeat_changes_nothing(
         fold("t", logged(decision), state)
         if _is_repeatable(command):
             assert decided(state, command).events == [], f"repeating {command} changed something"
+    assume(writes > 0)  # an example whose every command was refused checks nothing
+
+
+def test_a_retried_identical_delivery_stays_a_no_op_after_its_target_run_was_suspended() -> None:
+    steer = deliver("s", mode=DeliveryMode.next_step().targeted_to_run("r1", False))
+    state = thread(deliver("go"), Freeze(DeliveryBoundary.NEW_RUN, "r1"), steer)
+    state = thread_after(state, SuspendRun("r1", "needs input"))
+    repeat = decided(state, steer)
+    assert repeat.events == []
+    assert [e.pending_id for e in repeat.result] == ["s"]
+
+
+def test_a_submit_stopped_by_its_own_barrier_names_the_skipped_entry_it_may_not_pass() -> None:
+    state = thread(deliver("go"), Freeze(DeliveryBoundary.NEW_RUN, "r1"), deliver("q"))
+    barrier = DeliveryMode.next_step().with_barrier()
+    with pytest.raises(errors.DeliveryBlocked) as blocked:
+        decided(state, Submit((user("b"),), barrier, "r1"))
+    assert blocked.value.blocking_pending_id == "q"
+
+
+def thread_after(state: Thread, command: Command) -> Thread:
+    return after(state, decided(state, command))

@@ -229,7 +229,7 @@ hostile_ids = st.one_of(
         st.sampled_from("\x00\x07\x1b\x7f\x85\ud800\udfff"),
         st.text(ident_chars, max_size=8),
     ).map("".join),
-    st.sampled_from([" ", "\t", "x" * 201, "é" * 201]),
+    st.sampled_from(["\t", "x" * 201, "é" * 201]),  # (" " is a valid thread id)
 )
 raw_id_segments = st.sampled_from(["%ff", "%C0%AF", "%ED%A0%80", "a%80b", "%F4%90%80%80", "%E2%82"])
 

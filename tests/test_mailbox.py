@@ -464,3 +464,11 @@ def test_a_failing_snapshot_does_not_fail_a_command_whose_events_are_saved(
     assert [e.pending_id for e in mailbox.pending(T)][-1] == "m29"
     assert mailbox.thread(T).version == 31
     assert "snapshot of thread" in caplog.text
+
+
+def test_a_thread_id_may_be_any_1_to_200_characters_without_control_characters(
+    mailbox: Mailbox,
+) -> None:
+    for thread_id in (" ", "org/7", "é漢 " * 50):
+        mailbox.deliver(thread_id, [Message.user("x", id="x")])
+        assert [e.pending_id for e in mailbox.pending(thread_id)] == ["x"]

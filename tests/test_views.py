@@ -24,6 +24,7 @@ from threadbox.infrastructure.store import StoreLocation
 from threadbox.projections import engine
 from threadbox.projections.engine import ProjectedViews, ProjectionFailed
 from threadbox.projections.follower import FollowerFailed
+from threadbox.projections.memory import MemoryViewBackend
 
 B = DeliveryBoundary
 SQL_BACKENDS = ["sqlite", "postgres"]
@@ -358,3 +359,24 @@ def test_a_failing_event_stops_the_follower_at_that_event_and_stop_raises_it(
         views.stop_following()
     views.rebuild()
     assert views.verify().ok
+
+
+def test_a_failing_event_leaves_memory_views_just_before_it_and_a_rebuild_repairs_them() -> None:
+    with threadbox.open("memory://") as mb:
+        mb.deliver("t", [Message.user("x", id="x")])
+        mb.views.catch_up()
+        mb.freeze("t", "new_run", "r")  # RunStarted, then PendingMessagesFrozen
+        backend = mb.views.backend
+        assert isinstance(backend, MemoryViewBackend)
+        del backend._tables.rows["pending"]["t"][("x",)]  # damage: the row the freeze deletes
+        with pytest.raises(ProjectionFailed) as failed:
+            mb.views.catch_up()
+        log_end = mb.store.last_position()
+        assert failed.value.position == log_end
+        assert (
+            mb.views.status().position == log_end - 1
+        )  # RunStarted applied, nothing of the freeze
+        assert mb.views.runs("t")[0].freeze_count == 0
+        mb.views.rebuild()
+        assert mb.views.verify().ok
+        assert [c.message.id for c in mb.committed("t")] == ["x"]

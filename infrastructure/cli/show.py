@@ -25,7 +25,6 @@ def register(app: typer.Typer) -> None:
         session = session_of(ctx)
         with session.mailbox() as mailbox:
             state = mailbox.thread(thread, at_version=at_version)
-            mailbox.views.catch_up()  # include what other processes wrote
             # The committed zone is append-only: at version v it is seqs 1..committed_count.
             committed = (
                 mailbox.committed(thread, limit=state.committed_count, include_hidden=True)

@@ -11,8 +11,8 @@ from threadbox import Mailbox
 
 from . import commands, reads, stream
 from .auth import BearerTokenGuard
-from .changes import LogChanges
 from .limits import BodyLimit, Utf8Target, body_limit_for
+from .log_changes import LogChanges
 from .problems import install_problem_handlers
 from .stream import StreamSettings
 

@@ -99,3 +99,4 @@ class ThreadsPage(BaseModel):
 class Health(BaseModel):
     status: str
     store: str
+    snapshot_failures: int = 0  # snapshot writes that failed since start (commands still succeed)

@@ -98,8 +98,7 @@ def checkpoints(thread_id: str, mailbox: MailboxDep) -> CheckpointsPage:
 def events(
     thread_id: str, mailbox: MailboxDep, after_version: Position = 0, limit: Count = None
 ) -> EventsPage:
-    found = mailbox.history(thread_id, after_version=after_version)
-    return EventsPage(events=found[:limit] if limit is not None else found)
+    return EventsPage(events=mailbox.history(thread_id, after_version=after_version, limit=limit))
 
 
 @router.get("/v1/threads", response_model=ThreadsPage)
@@ -122,4 +121,7 @@ def healthz(mailbox: MailboxDep) -> Response:
         return problem_response(
             503, "store_unreachable", f"the store cannot be reached: {unreachable}"
         )
-    return JSONResponse(Health(status="ok", store=mailbox.store.kind).model_dump())
+    health = Health(
+        status="ok", store=mailbox.store.kind, snapshot_failures=mailbox.snapshot_failures
+    )
+    return JSONResponse(health.model_dump())

@@ -20,8 +20,8 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 from threadbox import Mailbox, RecordedEvent
 
-from .changes import LogChanges
 from .commands import MailboxDep
+from .log_changes import LogChanges
 from .problems import Problem
 
 router = APIRouter()
@@ -71,24 +71,27 @@ async def follow(
     mailbox: Mailbox,
     thread_id: str,
     first: list[RecordedEvent],
+    seen: int,
     after: int,
     settings: StreamSettings,
     changes: LogChanges,
     shutdown: anyio.Event,
 ) -> AsyncIterator[ServerSentEvent]:
     """Every event after ``after``, in version order, each exactly once; then live ones, until
-    the server shuts down (the response then ends with its last chunk, not a cut connection)."""
+    the server shuts down (the response then ends with its last chunk, not a cut connection).
+    ``seen`` is the change generation noted before ``first`` was read, so a change made while
+    a read runs wakes the next wait at once."""
     batch = first
     while True:
         for event in batch:
             if event.version > after:  # a version is sent once, even if two reads overlap
                 after = event.version
                 yield sse_event(event)
-        seen = changes.generation  # noted before the read: a change during it is not missed
         with anyio.move_on_after(settings.poll_interval):
             await first_of(shutdown.wait, partial(changes.wait, seen, settings.poll_interval))
         if shutdown.is_set():
             return
+        seen = changes.generation  # noted before the read, as above
         batch = await run_in_threadpool(mailbox.history, thread_id, after_version=after)
 
 
@@ -105,12 +108,14 @@ async def stream(
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> EventSourceResponse:
     after = resume_point(last_event_id, after_version)
+    changes: LogChanges = request.app.state.changes
+    seen = changes.generation
     # The first read happens before the response starts, so an unknown thread is a plain 404.
     first = await run_in_threadpool(mailbox.history, thread_id, after_version=after)
     settings: StreamSettings = request.app.state.stream_settings
     shutdown = anyio.Event()  # set by sse-starlette when the server is stopping
     return EventSourceResponse(
-        follow(mailbox, thread_id, first, after, settings, request.app.state.changes, shutdown),
+        follow(mailbox, thread_id, first, seen, after, settings, changes, shutdown),
         ping=settings.heartbeat,
         shutdown_event=shutdown,
         shutdown_grace_period=settings.shutdown_grace,
