@@ -12,6 +12,10 @@ from .tables import Tables
 
 
 class ViewBackend(Protocol):
+    # Errors that mean the database could not be used (connection lost, disk full, locked):
+    # they say nothing about the events, so catch-up raises them as they are.
+    unavailable: tuple[type[Exception], ...]
+
     def position(self) -> int:
         """The log position the views reflect (the tracking record)."""
 

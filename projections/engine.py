@@ -154,6 +154,8 @@ class ProjectedViews:
         try:
             changes = [c for at, kind, payload in batch for c in changes_for(kind, payload, at)]
             applied = self.backend.apply(changes, position, last)
+        except self.backend.unavailable:
+            raise  # the database, not an event: retrying event by event would only mislead
         except Exception as error:
             if len(batch) == 1:
                 raise ProjectionFailed(batch[0][0], batch[0][1]) from error

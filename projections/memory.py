@@ -13,6 +13,8 @@ from .tables import Tables
 
 
 class MemoryViewBackend:
+    unavailable: tuple[type[Exception], ...] = ()  # process memory is always there
+
     def __init__(self) -> None:
         self._tables = Tables()
         self._position = 0

@@ -20,6 +20,7 @@ class PostgresDialect:
     begin_write = "BEGIN"
     begin_snapshot = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
     lock_tracking = " FOR UPDATE"  # concurrent catch-ups queue here; the loser sees a new position
+    unavailable: tuple[type[Exception], ...] = (psycopg.OperationalError, psycopg.InterfaceError)
 
     def __init__(self, conninfo: str, schema: str, pool_size: int = 4) -> None:
         self.conninfo = make_conninfo(conninfo, options=f"-c search_path={schema}")

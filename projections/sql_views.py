@@ -79,6 +79,8 @@ class Dialect(Protocol):
     begin_write: str  # a transaction that holds the write lock before reading tracking
     begin_snapshot: str  # a transaction whose reads all see one snapshot
     lock_tracking: str  # appended to the tracking SELECT inside a write transaction
+    # Errors of the database itself (connection lost, disk full, locked): not the event's fault.
+    unavailable: tuple[type[Exception], ...]
 
     def connection(self) -> AbstractContextManager[Connection]: ...
 
@@ -140,6 +142,7 @@ class SqlViewBackend:
 
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
+        self.unavailable = dialect.unavailable
         self._select = {t: f"SELECT {', '.join(COLUMNS[t])} FROM view_{t}" for t in TABLES}
         with dialect.connection() as conn:
             self._transaction(conn, dialect.begin_write, self._create_schema)

@@ -18,6 +18,7 @@ class SqliteDialect:
     begin_write = "BEGIN IMMEDIATE"  # take the write lock before reading tracking
     begin_snapshot = "BEGIN"  # WAL: every read of a transaction sees one snapshot
     lock_tracking = ""
+    unavailable: tuple[type[Exception], ...] = (sqlite3.OperationalError,)
 
     def __init__(self, path: str, busy_timeout: float = 30.0) -> None:
         self.path = path
