@@ -270,3 +270,18 @@ def test_a_stream_wakes_on_the_followers_news_not_its_own_slow_poll(store_url: s
         serving.views.stop_following()
     assert [(e.id, e.event) for e in live] == [("3", "RunStarted"), ("4", "PendingMessagesFrozen")]
     assert waited < DEADLINE  # the 60 s poll could not have delivered them
+
+
+def test_a_disconnected_client_releases_its_stream(
+    mailbox: Mailbox, server: InThreadServer
+) -> None:
+    mailbox.deliver("t1", [Message.user("a", id="m1")])
+    health = f"{server.url}/healthz"
+    with httpx.stream("GET", stream_url(server), timeout=DEADLINE) as response:
+        events = sse_messages(response)  # kept: a dropped reader would close the connection
+        take(events, 2)
+        assert httpx.get(health).json()["open_streams"] == 1
+    deadline = time.monotonic() + DEADLINE
+    while httpx.get(health).json()["open_streams"] != 0:
+        assert time.monotonic() < deadline, "the stream outlived its client"
+        time.sleep(0.05)

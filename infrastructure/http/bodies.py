@@ -100,3 +100,4 @@ class Health(BaseModel):
     status: str
     store: str
     snapshot_failures: int = 0  # snapshot writes that failed since start (commands still succeed)
+    open_streams: int = 0  # event streams being served now

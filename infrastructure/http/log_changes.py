@@ -14,6 +14,7 @@ class LogChanges:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._event = asyncio.Event()
         self.generation = 0  # bumped on every change: a stream notes it before reading the log
+        self.open_streams = 0  # event streams being served now (on the event loop: no lock)
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from threadbox import CommittedMessage, RunRecord, ThreadState, Visibility
 
@@ -114,7 +114,7 @@ def threads(
 
 
 @router.get("/healthz", response_model=Health, responses={503: {"model": Health}})
-def healthz(mailbox: MailboxDep) -> Response:
+def healthz(mailbox: MailboxDep, request: Request) -> Response:
     try:
         mailbox.store.ping()
     except Exception as unreachable:  # any failure to reach the store means "not healthy"
@@ -122,6 +122,9 @@ def healthz(mailbox: MailboxDep) -> Response:
             503, "store_unreachable", f"the store cannot be reached: {unreachable}"
         )
     health = Health(
-        status="ok", store=mailbox.store.kind, snapshot_failures=mailbox.snapshot_failures
+        status="ok",
+        store=mailbox.store.kind,
+        snapshot_failures=mailbox.snapshot_failures,
+        open_streams=request.app.state.changes.open_streams,
     )
     return JSONResponse(health.model_dump())

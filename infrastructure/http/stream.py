@@ -82,17 +82,21 @@ async def follow(
     ``seen`` is the change generation noted before ``first`` was read, so a change made while
     a read runs wakes the next wait at once."""
     batch = first
-    while True:
-        for event in batch:
-            if event.version > after:  # a version is sent once, even if two reads overlap
-                after = event.version
-                yield sse_event(event)
-        with anyio.move_on_after(settings.poll_interval):
-            await first_of(shutdown.wait, partial(changes.wait, seen, settings.poll_interval))
-        if shutdown.is_set():
-            return
-        seen = changes.generation  # noted before the read, as above
-        batch = await run_in_threadpool(mailbox.history, thread_id, after_version=after)
+    changes.open_streams += 1
+    try:
+        while True:
+            for event in batch:
+                if event.version > after:  # a version is sent once, even if two reads overlap
+                    after = event.version
+                    yield sse_event(event)
+            with anyio.move_on_after(settings.poll_interval):
+                await first_of(shutdown.wait, partial(changes.wait, seen, settings.poll_interval))
+            if shutdown.is_set():
+                return
+            seen = changes.generation  # noted before the read, as above
+            batch = await run_in_threadpool(mailbox.history, thread_id, after_version=after)
+    finally:  # the client went away, or the server stops: the stream lets go of everything
+        changes.open_streams -= 1
 
 
 @router.get(
