@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import threadbox
@@ -315,3 +316,21 @@ def test_reads_include_what_another_process_wrote_to_the_same_sqlite_store(
         assert [m["message"]["id"] for m in committed] == ["m1"]
         assert client.get(f"{T}/pending").json()["entries"] == []
         assert client.get("/v1/runs/r1").json()["status"] == "running"
+
+
+@pytest.mark.parametrize("thread_id", ["org/7", "50%", "a b", "é/漢"])
+def test_ids_with_slashes_and_percent_signs_are_addressable_in_paths(
+    client: TestClient, mailbox: Mailbox, thread_id: str
+) -> None:
+    base = f"/v1/threads/{quote(thread_id, safe='')}"
+    pending_id = "q/1%"
+    created = client.post(f"{base}/messages", json={"messages": [user("hi", pending_id)]})
+    assert created.status_code == 201
+    assert created.json()["entries"][0]["thread_id"] == thread_id
+    entry = f"{base}/pending/{quote(pending_id, safe='')}"
+    edited = client.patch(
+        entry, json={"message": user("hello", pending_id)}, headers={"If-Match": '"1"'}
+    )
+    assert (edited.status_code, edited.json()["revision"]) == (200, 2)
+    assert [e.message.text for e in mailbox.pending(thread_id)] == ["hello"]
+    assert client.get(f"{base}/events").json()["events"][-1]["type"] == "PendingMessageEdited"

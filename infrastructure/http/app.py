@@ -13,6 +13,7 @@ from . import commands, reads, stream
 from .auth import BearerTokenGuard
 from .limits import BodyLimit, Utf8Target, body_limit_for
 from .log_changes import LogChanges
+from .paths import EncodedSlashes
 from .problems import install_problem_handlers
 from .stream import StreamSettings
 
@@ -58,7 +59,8 @@ def create_app(
     app.include_router(reads.router)
     limit = max_body_bytes or body_limit_for(mailbox.settings.max_message_bytes)
     app.add_middleware(BodyLimit, limit=limit)
-    app.add_middleware(Utf8Target)
+    app.add_middleware(EncodedSlashes)
+    app.add_middleware(Utf8Target)  # added after: runs before EncodedSlashes
     if token:
         app.add_middleware(BearerTokenGuard, token=token)  # added last: runs first
     return app

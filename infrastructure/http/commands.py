@@ -12,6 +12,7 @@ from fastapi import APIRouter, Body, Depends, Header, Request, Response, status
 from threadbox import FreezeResult, Mailbox, PendingEntry, RunRecord
 from threadbox.errors import RunNotFound
 
+from . import paths as _paths  # noqa: F401  (registers the {…:id} convertor first)
 from .bodies import (
     CommittedPage,
     DeliverBody,
@@ -37,7 +38,7 @@ def mailbox_of(request: Request) -> Mailbox:
 MailboxDep = Annotated[Mailbox, Depends(mailbox_of)]
 IfMatch = Annotated[str | None, Header(alias="If-Match")]
 
-router = APIRouter(prefix="/v1/threads/{thread_id}")
+router = APIRouter(prefix="/v1/threads/{thread_id:id}")
 
 
 @router.post("/messages", status_code=status.HTTP_201_CREATED, response_model=PendingPage)
@@ -54,7 +55,7 @@ def submit(thread_id: str, body: SubmitBody, mailbox: MailboxDep) -> FreezeResul
     return mailbox.submit(thread_id, body.messages, body.mode, body.run_id)
 
 
-@router.patch("/pending/{pending_id}", response_model=PendingEntry)
+@router.patch("/pending/{pending_id:id}", response_model=PendingEntry)
 def edit(
     thread_id: str,
     pending_id: str,
@@ -69,7 +70,7 @@ def edit(
     return entry
 
 
-@router.delete("/pending/{pending_id}", response_model=PendingEntry)
+@router.delete("/pending/{pending_id:id}", response_model=PendingEntry)
 def retract(
     thread_id: str, pending_id: str, mailbox: MailboxDep, if_match: IfMatch = None
 ) -> PendingEntry:
@@ -98,7 +99,7 @@ def freeze(thread_id: str, body: FreezeBody, mailbox: MailboxDep) -> FreezeResul
     )
 
 
-@router.post("/runs/{run_id}/suspend", response_model=RunRecord)
+@router.post("/runs/{run_id:id}/suspend", response_model=RunRecord)
 def suspend_run(
     thread_id: str,
     run_id: str,
@@ -112,7 +113,7 @@ def suspend_run(
     raise RunNotFound(run_id)  # the views lost a run this very request suspended: a defect
 
 
-@router.post("/runs/{run_id}/finish", response_model=FinishReply)
+@router.post("/runs/{run_id:id}/finish", response_model=FinishReply)
 def finish_run(
     thread_id: str,
     run_id: str,
@@ -125,7 +126,7 @@ def finish_run(
 
 
 @router.post(
-    "/runs/{run_id}/output", status_code=status.HTTP_201_CREATED, response_model=CommittedPage
+    "/runs/{run_id:id}/output", status_code=status.HTTP_201_CREATED, response_model=CommittedPage
 )
 def commit_output(
     thread_id: str, run_id: str, body: OutputBody, mailbox: MailboxDep
@@ -133,7 +134,7 @@ def commit_output(
     return CommittedPage(messages=mailbox.commit_output(thread_id, run_id, body.messages))
 
 
-@router.post("/committed/{message_id}/hide", status_code=status.HTTP_204_NO_CONTENT)
+@router.post("/committed/{message_id:id}/hide", status_code=status.HTTP_204_NO_CONTENT)
 def hide(
     thread_id: str,
     message_id: str,

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from threadbox import CommittedMessage, RunRecord, ThreadState, Visibility
 
+from . import paths as _paths  # noqa: F401  (registers the {…:id} convertor first)
 from .bodies import (
     CheckpointsPage,
     CommittedPage,
@@ -28,14 +29,14 @@ Count = Annotated[int | None, Query(ge=1, le=10_000)]
 Position = Annotated[int, Query(ge=0)]
 
 
-@router.get("/v1/threads/{thread_id}/pending", response_model=PendingPage)
+@router.get("/v1/threads/{thread_id:id}/pending", response_model=PendingPage)
 def pending(thread_id: str, mailbox: MailboxDep, response: Response) -> PendingPage:
     entries, version = mailbox.pending_page(thread_id)  # read together: a consistent ETag
     response.headers["ETag"] = etag(version)
     return PendingPage(entries=entries, version=version)
 
 
-@router.get("/v1/threads/{thread_id}", response_model=ThreadState)
+@router.get("/v1/threads/{thread_id:id}", response_model=ThreadState)
 def thread(
     thread_id: str,
     mailbox: MailboxDep,
@@ -51,7 +52,7 @@ def _visible_to_readers(messages: list[CommittedMessage]) -> list[CommittedMessa
     return [m for m in messages if m.message.visibility is not Visibility.INTERNAL]
 
 
-@router.get("/v1/threads/{thread_id}/committed", response_model=CommittedPage)
+@router.get("/v1/threads/{thread_id:id}/committed", response_model=CommittedPage)
 def committed(
     thread_id: str,
     mailbox: MailboxDep,
@@ -79,22 +80,22 @@ def committed(
         after = batch[-1].seq
 
 
-@router.get("/v1/threads/{thread_id}/runs", response_model=RunsPage)
+@router.get("/v1/threads/{thread_id:id}/runs", response_model=RunsPage)
 def runs(thread_id: str, mailbox: MailboxDep) -> RunsPage:
     return RunsPage(runs=mailbox.runs(thread_id))
 
 
-@router.get("/v1/runs/{run_id}", response_model=RunRecord)
+@router.get("/v1/runs/{run_id:id}", response_model=RunRecord)
 def run(run_id: str, mailbox: MailboxDep) -> RunRecord:
     return mailbox.run(run_id)
 
 
-@router.get("/v1/threads/{thread_id}/checkpoints", response_model=CheckpointsPage)
+@router.get("/v1/threads/{thread_id:id}/checkpoints", response_model=CheckpointsPage)
 def checkpoints(thread_id: str, mailbox: MailboxDep) -> CheckpointsPage:
     return CheckpointsPage(checkpoints=mailbox.checkpoints(thread_id))
 
 
-@router.get("/v1/threads/{thread_id}/events", response_model=EventsPage)
+@router.get("/v1/threads/{thread_id:id}/events", response_model=EventsPage)
 def events(
     thread_id: str, mailbox: MailboxDep, after_version: Position = 0, limit: Count = None
 ) -> EventsPage:

@@ -20,6 +20,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 from threadbox import Mailbox, RecordedEvent
 
+from . import paths as _paths  # noqa: F401  (registers the {…:id} convertor first)
 from .commands import MailboxDep
 from .log_changes import LogChanges
 from .problems import Problem
@@ -100,7 +101,7 @@ async def follow(
 
 
 @router.get(
-    "/v1/threads/{thread_id}/events/stream",
+    "/v1/threads/{thread_id:id}/events/stream",
     response_class=EventSourceResponse,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
