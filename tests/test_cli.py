@@ -125,3 +125,17 @@ def test_the_views_commands_report_and_verify(url: str) -> None:
     assert run(url, "views", "rebuild")[0] == 0
     code, out, _ = run(url, "views", "verify", "--json")
     assert (code, json.loads(out)["ok"]) == (0, True)
+
+
+def test_show_at_a_version_shows_the_committed_zone_as_it_was_then(url: str) -> None:
+    with threadbox.open(url) as mb:
+        mb.submit("t1", [Message.user("secret", id="s")], None, "r1")
+        then = mb.thread("t1").version
+        mb.hide("t1", "s", "pii")
+
+    def visible(*at: str) -> list[bool]:
+        shown = json.loads(run(url, "show", "t1", "--json", *at)[1])
+        return [c["visible"] for c in shown["committed"]]
+
+    assert visible("--at-version", str(then)) == [True]
+    assert visible() == [False]
