@@ -5,12 +5,14 @@ from __future__ import annotations
 import itertools
 import shutil
 import tempfile
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 import threadbox
+from conftest import PG_URL, drop_schema
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -30,7 +32,8 @@ class MailboxMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.workdir = Path(tempfile.mkdtemp(prefix="threadbox-stateful-"))
-        self.mailbox = threadbox.open(self.url.format(dir=self.workdir))
+        self.schema = f"stateful_{uuid.uuid4().hex[:12]}"
+        self.mailbox = threadbox.open(self.url.format(dir=self.workdir, schema=self.schema))
         self.model = Model()
         self.counter = itertools.count(1)
         self.seen: dict[int, ThreadState] = {}  # the live thread after each step, by version
@@ -45,6 +48,8 @@ class MailboxMachine(RuleBasedStateMachine):
         finally:
             self.mailbox.close()
             shutil.rmtree(self.workdir, ignore_errors=True)
+            if "{schema}" in self.url:
+                drop_schema(self.schema)
 
     # ---- helpers ---------------------------------------------------------------------------
 
@@ -275,6 +280,10 @@ class SqliteMailboxMachine(MailboxMachine):
     url = "sqlite:///{dir}/threadbox.db"
 
 
+class PostgresMailboxMachine(MailboxMachine):
+    url = PG_URL + "?schema={schema}"
+
+
 _fast = settings(
     max_examples=75,
     stateful_step_count=40,
@@ -286,4 +295,8 @@ TestMailboxAgainstTheModelInMemory.settings = _fast
 TestMailboxAgainstTheModelOnSqlite = SqliteMailboxMachine.TestCase
 TestMailboxAgainstTheModelOnSqlite.settings = settings(
     _fast, max_examples=10, stateful_step_count=25
+)
+TestMailboxAgainstTheModelOnPostgres = PostgresMailboxMachine.TestCase
+TestMailboxAgainstTheModelOnPostgres.settings = settings(
+    _fast, max_examples=6, stateful_step_count=25
 )
