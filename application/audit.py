@@ -126,19 +126,6 @@ def audit_thread(thread_id: str, events: list[AnyThreadEvent]) -> ThreadAudit:
     return ThreadAudit(thread_id, state, fates, problems)
 
 
-def decision_view(state: Thread) -> tuple[object, ...]:
-    """Everything a decision reads from a thread state (all a snapshot has to keep)."""
-    return (
-        state.version,
-        state.entries(),
-        state.used,
-        state.hidden,
-        state.last_seq,
-        (state.open_run_id, state.running_run_id, state.waiting_run_id),
-        set(state.runs) | state.earlier_run_ids,
-    )
-
-
 def audit_reads(store: EventStore, thread_id: str, events: list[AnyThreadEvent]) -> list[str]:
     """The thread's own reads agree with the log: at past versions, and via snapshot + tail."""
     problems: list[str] = []
@@ -150,7 +137,7 @@ def audit_reads(store: EventStore, thread_id: str, events: list[AnyThreadEvent])
     snapshot = store.load_snapshot(thread_id)
     if snapshot is not None:
         restored = fold(thread_id, store.load(thread_id, after=snapshot.version), snapshot)
-        if decision_view(restored) != decision_view(fold(thread_id, events)):
+        if restored.decision_state() != fold(thread_id, events).decision_state():
             problems.append(f"snapshot at v{snapshot.version} + tail differs from the full fold")
     return problems
 

@@ -106,6 +106,19 @@ class Thread:
                 return index, item
         return None
 
+    def decision_state(self) -> tuple[object, ...]:
+        """Everything a decision reads (all a snapshot keeps): equal for two states means the
+        same decisions, whatever run history either holds."""
+        return (
+            self.version,
+            self.entries(),
+            self.used,
+            self.hidden,
+            self.last_seq,
+            (self.open_run_id, self.running_run_id, self.waiting_run_id),
+            set(self.runs) | self.earlier_run_ids,
+        )
+
     def copy(self) -> Thread:
         return copy.deepcopy(self)
 
