@@ -12,7 +12,6 @@ from fastapi import APIRouter, Body, Depends, Header, Request, Response, status
 from threadbox import FreezeResult, Mailbox, PendingEntry, RunRecord
 from threadbox.errors import RunNotFound
 
-from . import paths as _paths  # noqa: F401  (registers the {…:id} convertor first)
 from .bodies import (
     CommittedPage,
     DeliverBody,

@@ -9,7 +9,6 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from threadbox import CommittedMessage, RunRecord, ThreadState, Visibility
 
-from . import paths as _paths  # noqa: F401  (registers the {…:id} convertor first)
 from .bodies import (
     CheckpointsPage,
     CommittedPage,

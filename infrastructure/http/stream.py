@@ -20,7 +20,6 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 from threadbox import Mailbox, RecordedEvent
 
-from . import paths as _paths  # noqa: F401  (registers the {…:id} convertor first)
 from .commands import MailboxDep
 from .log_changes import LogChanges
 from .problems import Problem
