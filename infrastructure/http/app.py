@@ -13,9 +13,19 @@ from . import commands, reads, stream
 from .auth import BearerTokenGuard
 from .limits import BodyLimit, Utf8Target, body_limit_for
 from .log_changes import LogChanges
+from .openapi import TAGS, install_openapi
 from .paths import EncodedSlashes
 from .problems import install_problem_handlers
 from .stream import StreamSettings
+
+DESCRIPTION = """Every thread has a **pending zone** (delivered, not yet read by the model:
+editable, retractable, reorderable) and an append-only **committed zone** (what the model read,
+and its outputs). A **freeze** at a run boundary moves pending messages into the committed zone.
+
+Errors are `application/problem+json` (RFC 9457) with a stable `code`. Writes to a pending entry
+need `If-Match: "<revision>"`, a reorder `If-Match: "<version>"` (428 without, 412 when stale).
+With `THREADBOX_API_TOKEN` set, every route but `/healthz` needs `Authorization: Bearer <token>`.
+"""
 
 
 def create_app(
@@ -49,11 +59,14 @@ def create_app(
         title="threadbox",
         version="0.1.0",
         summary="An event-sourced mailbox for AI-agent conversations.",
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
     )
     app.state.mailbox = mailbox
     app.state.stream_settings = stream_settings or StreamSettings()
     app.state.changes = changes
     install_problem_handlers(app)
+    install_openapi(app)
     app.include_router(commands.router)
     app.include_router(stream.router)
     app.include_router(reads.router)

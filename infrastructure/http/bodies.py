@@ -1,8 +1,11 @@
-"""Request bodies of the HTTP API (responses are the records' own JSON)."""
+"""Request and response bodies of the HTTP API (records are sent as their own JSON)."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from datetime import datetime
+from typing import Annotated, Any, Literal, Union, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, RootModel, create_model, field_validator
 from threadbox import (
     Checkpoint,
     CommittedMessage,
@@ -10,11 +13,12 @@ from threadbox import (
     DeliveryMode,
     Message,
     PendingEntry,
-    RecordedEvent,
     RunRecord,
     Termination,
     ThreadSummary,
 )
+from threadbox import RecordedEvent as MailboxEvent
+from threadbox.domain.events import AnyThreadEvent, ThreadEvent
 
 
 class _Body(BaseModel):
@@ -83,8 +87,54 @@ class CheckpointsPage(BaseModel):
     checkpoints: list[Checkpoint]
 
 
+# ---- recorded events, typed -----------------------------------------------------------------
+# A ``RecordedEvent`` is ``{version, type, timestamp, data}``, ``data`` being the event's payload
+# without the envelope. For the OpenAPI document each event type gets a model of its own, made
+# from its domain class, so ``data`` is a union discriminated by ``type`` instead of an object.
+
+_ENVELOPE = frozenset(ThreadEvent.model_fields)
+
+
+def _recorded_model(event: type[ThreadEvent]) -> type[BaseModel]:
+    name = event.__name__
+    strict = ConfigDict(extra="forbid", frozen=True)
+    fields: dict[str, Any] = {
+        field: (info.annotation, info)
+        for field, info in event.model_fields.items()
+        if field not in _ENVELOPE
+    }
+    data = create_model(f"{name}Data", __config__=strict, **fields)
+    envelope: dict[str, Any] = {
+        "version": (int, Field(description="the thread version this event created")),
+        "type": (Literal[name], Field(description="the event type")),
+        "timestamp": (datetime, Field(description="when it was recorded (UTC)")),
+        "data": (data, Field(description=f"the payload of {name}")),
+    }
+    return create_model(name, __config__=strict, __doc__=f"A recorded {name} event.", **envelope)
+
+
+EVENT_MODELS: tuple[type[BaseModel], ...] = tuple(
+    _recorded_model(event) for event in get_args(AnyThreadEvent)
+)
+
+
+class RecordedEvent(RootModel[Any]):
+    """One recorded event of a thread (``threadbox.RecordedEvent`` as JSON, typed): ``type``
+    names its kind and the shape of ``data``."""
+
+    root: Annotated[Union[EVENT_MODELS], Field(discriminator="type")]  # type: ignore[valid-type]  # noqa: UP007
+
+
 class EventsPage(BaseModel):
     events: list[RecordedEvent]
+
+    @field_validator("events", mode="before")
+    @classmethod
+    def _as_json(cls, events: Any) -> Any:
+        """The mailbox's ``RecordedEvent``s are read as their JSON."""
+        if isinstance(events, list):
+            return [e.model_dump(mode="json") if isinstance(e, MailboxEvent) else e for e in events]
+        return events
 
 
 class FinishReply(BaseModel):

@@ -18,26 +18,49 @@ TYPE_BASE = "urn:threadbox:problem:"  # a name, not a page: no URL is promised
 
 log = logging.getLogger("threadbox.http")
 
-# API.md §3: the status of each error code; a code missing here is a defect (500).
+# The HTTP status of every error threadbox raises on purpose: the one table that both the problem
+# handlers and the OpenAPI document read (a route declares which errors it can raise; their
+# statuses and codes come from here). An error class missing here is a defect: it answers 500.
+STATUS_BY_ERROR: dict[type[errors.ThreadboxError], int] = {
+    errors.InvalidInput: 422,
+    errors.PayloadTooLarge: 413,
+    errors.ThreadNotFound: 404,
+    errors.PendingNotFound: 404,
+    errors.MessageNotFound: 404,
+    errors.RunNotFound: 404,
+    errors.NotPending: 409,
+    errors.MessageIdInUse: 409,
+    errors.ReorderMismatch: 409,
+    errors.DeliveryBlocked: 409,
+    errors.ThreadBusy: 409,
+    errors.RunNotRunning: 409,
+    errors.RunNotWaiting: 409,
+    errors.RevisionConflict: 412,
+    errors.VersionConflict: 412,
+    errors.Contention: 503,
+}
+
+# ``NotPending`` is one class whose code says why the entry is no longer pending.
+NOT_PENDING_CODES = ("already_consumed", "retracted", "expired")
+
+
+def codes_of(error: type[errors.ThreadboxError]) -> tuple[str, ...]:
+    """The codes an error class answers with."""
+    if error is errors.NotPending:
+        return NOT_PENDING_CODES
+    return (error.code,)
+
+
+def status_of(error: type[errors.ThreadboxError]) -> int | None:
+    """The status of an error class (a subclass answers as its nearest listed ancestor)."""
+    for cls in error.__mro__:
+        if cls in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[cls]
+    return None
+
+
 STATUS_BY_CODE: dict[str, int] = {
-    "invalid_input": 422,
-    "payload_too_large": 413,
-    "thread_not_found": 404,
-    "pending_not_found": 404,
-    "message_not_found": 404,
-    "run_not_found": 404,
-    "already_consumed": 409,
-    "retracted": 409,
-    "expired": 409,
-    "message_id_in_use": 409,
-    "reorder_mismatch": 409,
-    "delivery_blocked": 409,
-    "thread_busy": 409,
-    "run_not_running": 409,
-    "run_not_waiting": 409,
-    "revision_conflict": 412,
-    "version_conflict": 412,
-    "contention": 503,
+    code: status for error, status in STATUS_BY_ERROR.items() for code in codes_of(error)
 }
 
 TITLES: dict[int, str] = {
@@ -112,7 +135,7 @@ def problem_response(
 
 
 def error_response(error: errors.ThreadboxError) -> JSONResponse:
-    status = STATUS_BY_CODE.get(error.code)
+    status = status_of(type(error))
     if status is None:
         raise error  # an error without a documented status: let it surface as a 500
     headers = {}

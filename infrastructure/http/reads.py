@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from threadbox import CommittedMessage, RunRecord, ThreadState, Visibility
+from threadbox.errors import InvalidInput, RunNotFound, ThreadNotFound
 
 from .bodies import (
     CheckpointsPage,
@@ -19,6 +20,7 @@ from .bodies import (
     ThreadsPage,
 )
 from .commands import MailboxDep
+from .openapi import declared_response, problem_responses
 from .preconditions import etag
 from .problems import problem_response
 
@@ -27,15 +29,38 @@ router = APIRouter()
 Count = Annotated[int | None, Query(ge=1, le=10_000)]
 Position = Annotated[int, Query(ge=0)]
 
+THREAD_READ = problem_responses(ThreadNotFound, InvalidInput)
 
-@router.get("/v1/threads/{thread_id:id}/pending", response_model=PendingPage)
+
+@router.get(
+    "/v1/threads/{thread_id:id}/pending",
+    response_model=PendingPage,
+    operation_id="list_pending",
+    summary="Read the pending zone",
+    description="The pending entries in queue order (position 1 is consumed first), each with "
+    "its revision and mode, and the thread version they were read at. The `ETag` is that "
+    "version: send it as `If-Match` to reorder; an entry's `revision` goes in `If-Match` to "
+    "edit or retract it.",
+    tags=["pending"],
+    responses=THREAD_READ,
+)
 def pending(thread_id: str, mailbox: MailboxDep, response: Response) -> PendingPage:
     entries, version = mailbox.pending_page(thread_id)  # read together: a consistent ETag
     response.headers["ETag"] = etag(version)
     return PendingPage(entries=entries, version=version)
 
 
-@router.get("/v1/threads/{thread_id:id}", response_model=ThreadState)
+@router.get(
+    "/v1/threads/{thread_id:id}",
+    response_model=ThreadState,
+    operation_id="get_thread",
+    summary="Read a thread's state",
+    description="The thread folded from its event log: version, pending entries, committed "
+    "count, running and waiting run, and every run. `?at_version=N` answers the thread as it "
+    "was at version N (422 beyond the thread's version). The `ETag` is the version.",
+    tags=["threads"],
+    responses=THREAD_READ,
+)
 def thread(
     thread_id: str,
     mailbox: MailboxDep,
@@ -51,7 +76,18 @@ def _visible_to_readers(messages: list[CommittedMessage]) -> list[CommittedMessa
     return [m for m in messages if m.message.visibility is not Visibility.INTERNAL]
 
 
-@router.get("/v1/threads/{thread_id:id}/committed", response_model=CommittedPage)
+@router.get(
+    "/v1/threads/{thread_id:id}/committed",
+    response_model=CommittedPage,
+    operation_id="list_committed",
+    summary="Read the committed zone",
+    description="Committed messages in seq order after `after_seq` (exclusive), at most "
+    "`limit`. Hidden messages are left out unless `include_hidden=true`; messages with "
+    "`visibility: internal` are left out unless `include_internal=true` (a page is still "
+    "filled up to `limit` with visible ones).",
+    tags=["committed"],
+    responses=THREAD_READ,
+)
 def committed(
     thread_id: str,
     mailbox: MailboxDep,
@@ -79,29 +115,76 @@ def committed(
         after = batch[-1].seq
 
 
-@router.get("/v1/threads/{thread_id:id}/runs", response_model=RunsPage)
+@router.get(
+    "/v1/threads/{thread_id:id}/runs",
+    response_model=RunsPage,
+    operation_id="list_runs",
+    summary="List a thread's runs",
+    description="Every run of the thread in the order they started: status, termination, "
+    "the messages that triggered it, its input seq ranges and output ids.",
+    tags=["runs"],
+    responses=THREAD_READ,
+)
 def runs(thread_id: str, mailbox: MailboxDep) -> RunsPage:
     return RunsPage(runs=mailbox.runs(thread_id))
 
 
-@router.get("/v1/runs/{run_id:id}", response_model=RunRecord)
+@router.get(
+    "/v1/runs/{run_id:id}",
+    response_model=RunRecord,
+    operation_id="get_run",
+    summary="Read a run by id",
+    description="The most recently started run with this id, in any thread (run ids are "
+    "meant to be globally unique: use UUIDs).",
+    tags=["runs"],
+    responses=problem_responses(RunNotFound, InvalidInput),
+)
 def run(run_id: str, mailbox: MailboxDep) -> RunRecord:
     return mailbox.run(run_id)
 
 
-@router.get("/v1/threads/{thread_id:id}/checkpoints", response_model=CheckpointsPage)
+@router.get(
+    "/v1/threads/{thread_id:id}/checkpoints",
+    response_model=CheckpointsPage,
+    operation_id="list_checkpoints",
+    summary="List a thread's checkpoints",
+    description="One row per commit into the committed zone: a freeze (`kind: input`, with "
+    "its boundary) or an output commit (`kind: output`), with its seq range, message ids and "
+    "the thread version of the event that committed them.",
+    tags=["committed"],
+    responses=THREAD_READ,
+)
 def checkpoints(thread_id: str, mailbox: MailboxDep) -> CheckpointsPage:
     return CheckpointsPage(checkpoints=mailbox.checkpoints(thread_id))
 
 
-@router.get("/v1/threads/{thread_id:id}/events", response_model=EventsPage)
+@router.get(
+    "/v1/threads/{thread_id:id}/events",
+    response_model=EventsPage,
+    operation_id="list_events",
+    summary="Read a thread's audit trail",
+    description="The thread's events after `after_version` (exclusive), in version order, "
+    "at most `limit`: version, type, timestamp and the typed payload of each.",
+    tags=["events"],
+    responses=THREAD_READ,
+)
 def events(
     thread_id: str, mailbox: MailboxDep, after_version: Position = 0, limit: Count = None
 ) -> EventsPage:
     return EventsPage(events=mailbox.history(thread_id, after_version=after_version, limit=limit))
 
 
-@router.get("/v1/threads", response_model=ThreadsPage)
+@router.get(
+    "/v1/threads",
+    response_model=ThreadsPage,
+    operation_id="list_threads",
+    summary="List thread summaries",
+    description="Threads ordered by thread id after the exclusive cursor `after`, at most "
+    "`limit`; `has_pending=true` keeps the threads with pending work (the recovery scan), "
+    "`false` those without. `next_after` is the cursor of the next page, null on the last.",
+    tags=["threads"],
+    responses=problem_responses(InvalidInput),
+)
 def threads(
     mailbox: MailboxDep,
     has_pending: bool | None = None,
@@ -113,7 +196,17 @@ def threads(
     return ThreadsPage(threads=summaries, next_after=last)
 
 
-@router.get("/healthz", response_model=Health, responses={503: {"model": Health}})
+@router.get(
+    "/healthz",
+    response_model=Health,
+    operation_id="healthz",
+    summary="Liveness and store reachability",
+    description="200 when the store answers, with its kind, the snapshot writes that failed "
+    "since start and the event streams open now; 503 `store_unreachable` when it does not. "
+    "Needs no token.",
+    tags=["health"],
+    responses=problem_responses() | {503: declared_response(503, ["store_unreachable"])},
+)
 def healthz(mailbox: MailboxDep, request: Request) -> Response:
     try:
         mailbox.store.ping()

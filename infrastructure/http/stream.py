@@ -19,9 +19,11 @@ from fastapi import APIRouter, Header, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 from threadbox import Mailbox, RecordedEvent
+from threadbox.errors import InvalidInput, ThreadNotFound
 
 from .commands import MailboxDep
 from .log_changes import LogChanges
+from .openapi import problem_responses
 from .problems import Problem
 
 router = APIRouter()
@@ -99,10 +101,32 @@ async def follow(
         changes.open_streams -= 1
 
 
+STREAM_FORMAT = (
+    "A server-sent event stream. Each event has `id:` = the thread version, `event:` = the "
+    "event type, and `data:` = one `RecordedEvent` as JSON (the same objects as "
+    "`GET …/events`, typed by the `RecordedEvent` schema). Comment lines keep a quiet "
+    "stream alive."
+)
+
+
 @router.get(
     "/v1/threads/{thread_id:id}/events/stream",
     response_class=EventSourceResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    operation_id="stream_events",
+    summary="Stream a thread's events (SSE)",
+    description="Sends every event after the resume point, in version order, each once, then "
+    "live events as they are recorded (by any process), until the client disconnects or the "
+    "server stops. The resume point is the `Last-Event-ID` header (a reconnecting "
+    "`EventSource` sends it), else `?after_version=`, else 0. An unknown thread is a plain "
+    "404 before the stream starts; a `Last-Event-ID` that is not a whole number is 400.",
+    tags=["events"],
+    responses={
+        200: {
+            "description": STREAM_FORMAT,
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        **problem_responses(ThreadNotFound, InvalidInput),
+    },
 )
 async def stream(
     thread_id: str,
