@@ -36,7 +36,7 @@ def create_app(
     stream_settings: StreamSettings | None = None,
     close_on_shutdown: bool = False,
 ) -> FastAPI:
-    """The HTTP API of API.md §3 over ``mailbox``; ``token`` set -> bearer auth on every route
+    """The HTTP API (docs/http-api.md) over ``mailbox``; ``token`` set -> bearer auth on every route
     but ``/healthz``. The caller owns the mailbox, unless ``close_on_shutdown`` hands it over:
     then the server's shutdown closes it (uvicorn re-raises SIGTERM after its shutdown, so
     code after ``uvicorn.run`` would not get to)."""
