@@ -198,10 +198,11 @@ def reorder(
     summary="Freeze at a run boundary",
     description="Moves the pending entries that `boundary` selects into the committed zone "
     "for `run_id`, with the next seqs, in one write. The run rules are checked first, even "
-    "when nothing would be selected: `interrupt` and `new_run` on an idle thread start a new "
-    "run id; `next_step` and `on_natural_end` need the running run; `resume_input` (and "
-    "`new_run` while a run waits) resume the waiting run; `interrupt` finishes the open run "
-    "as interrupted. An empty selection changes nothing and answers `committed: []`. "
+    "when nothing would be selected: `interrupt` starts `run_id` (a new id) after finishing "
+    "the open run as interrupted; `new_run` starts `run_id` (a new id) when no run is open, "
+    "or resumes the waiting run by its own id; `next_step` and `on_natural_end` need the "
+    "running run; `resume_input` resumes the waiting run. An empty selection changes nothing "
+    "and answers `committed: []`. "
     "`expected_version`, when given, must be the thread's version (else 412).",
     tags=["runs"],
     responses=problem_responses(ThreadNotFound, *RUN_RULES, VersionConflict, *WRITE, body=True),
