@@ -9,7 +9,8 @@ server shutdown.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from functools import partial
 from typing import Annotated
@@ -69,6 +70,38 @@ def sse_event(event: RecordedEvent) -> ServerSentEvent:
     return ServerSentEvent(data=event.model_dump_json(), event=event.type, id=str(event.version))
 
 
+async def recorded_batches(
+    mailbox: Mailbox,
+    thread_id: str,
+    first: list[RecordedEvent],
+    seen: int,
+    after: int,
+    settings: StreamSettings,
+    changes: LogChanges,
+    shutdown: anyio.Event,
+) -> AsyncGenerator[list[RecordedEvent], None]:
+    """Every event after ``after``, in version order, each exactly once, in the batches they
+    were read in; then live ones, until the server shuts down (the response then ends with its
+    last chunk, not a cut connection). ``seen`` is the change generation noted before ``first``
+    was read, so a change made while a read runs wakes the next wait at once."""
+    batch = first
+    changes.open_streams += 1
+    try:
+        while True:
+            fresh = [e for e in batch if e.version > after]  # sent once, even if reads overlap
+            if fresh:
+                after = fresh[-1].version
+                yield fresh
+            with anyio.move_on_after(settings.poll_interval):
+                await first_of(shutdown.wait, partial(changes.wait, seen, settings.poll_interval))
+            if shutdown.is_set():
+                return
+            seen = changes.generation  # noted before the read, as above
+            batch = await run_in_threadpool(mailbox.history, thread_id, after_version=after)
+    finally:  # the client went away, or the server stops: the stream lets go of everything
+        changes.open_streams -= 1
+
+
 async def follow(
     mailbox: Mailbox,
     thread_id: str,
@@ -79,26 +112,26 @@ async def follow(
     changes: LogChanges,
     shutdown: anyio.Event,
 ) -> AsyncIterator[ServerSentEvent]:
-    """Every event after ``after``, in version order, each exactly once; then live ones, until
-    the server shuts down (the response then ends with its last chunk, not a cut connection).
-    ``seen`` is the change generation noted before ``first`` was read, so a change made while
-    a read runs wakes the next wait at once."""
-    batch = first
-    changes.open_streams += 1
-    try:
-        while True:
+    """``recorded_batches`` as server-sent events, one per thread event."""
+    batches = recorded_batches(mailbox, thread_id, first, seen, after, settings, changes, shutdown)
+    async with aclosing(batches):
+        async for batch in batches:
             for event in batch:
-                if event.version > after:  # a version is sent once, even if two reads overlap
-                    after = event.version
-                    yield sse_event(event)
-            with anyio.move_on_after(settings.poll_interval):
-                await first_of(shutdown.wait, partial(changes.wait, seen, settings.poll_interval))
-            if shutdown.is_set():
-                return
-            seen = changes.generation  # noted before the read, as above
-            batch = await run_in_threadpool(mailbox.history, thread_id, after_version=after)
-    finally:  # the client went away, or the server stops: the stream lets go of everything
-        changes.open_streams -= 1
+                yield sse_event(event)
+
+
+def event_source(
+    content: AsyncIterator[ServerSentEvent], settings: StreamSettings, shutdown: anyio.Event
+) -> EventSourceResponse:
+    """The response that serves ``content``: heartbeat comments, no caching or proxy buffering,
+    and a clean end when the server stops (sse-starlette sets ``shutdown``)."""
+    return EventSourceResponse(
+        content,
+        ping=settings.heartbeat,
+        shutdown_event=shutdown,
+        shutdown_grace_period=settings.shutdown_grace,
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
 
 
 STREAM_FORMAT = (
@@ -142,10 +175,8 @@ async def stream(
     first = await run_in_threadpool(mailbox.history, thread_id, after_version=after)
     settings: StreamSettings = request.app.state.stream_settings
     shutdown = anyio.Event()  # set by sse-starlette when the server is stopping
-    return EventSourceResponse(
+    return event_source(
         follow(mailbox, thread_id, first, seen, after, settings, changes, shutdown),
-        ping=settings.heartbeat,
-        shutdown_event=shutdown,
-        shutdown_grace_period=settings.shutdown_grace,
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        settings,
+        shutdown,
     )
