@@ -37,6 +37,8 @@ OPERATION_IDS = {
     "list_checkpoints",
     "list_events",
     "stream_events",
+    "stream_ag_ui",
+    "run_ag_ui",
     "list_threads",
     "healthz",
 }

@@ -19,7 +19,9 @@ from threadbox.infrastructure.http import create_app
 # One memory mailbox for the whole run, so later requests meet the state earlier ones left.
 app = create_app(threadbox.open("memory://"))
 schema = schemathesis.openapi.from_asgi("/openapi.json", app).exclude(
-    path_regex=r"/events/stream$"  # an endless SSE stream, tested in test_http_sse.py
+    # SSE streams: endless (events/stream, GET ag-ui) or open until a run ends (POST ag-ui);
+    # tested with real clients in test_http_sse.py, test_ag_ui.py and test_ag_ui_hostile.py.
+    path_regex=r"/(events/stream|ag-ui)$"
 )
 
 

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from threadbox import Mailbox
 
-from . import commands, reads, stream
+from . import ag_ui, commands, reads, stream
 from .auth import BearerTokenGuard
 from .limits import BodyLimit, Utf8Target, body_limit_for
 from .log_changes import LogChanges
@@ -69,6 +69,7 @@ def create_app(
     install_openapi(app)
     app.include_router(commands.router)
     app.include_router(stream.router)
+    app.include_router(ag_ui.router)
     app.include_router(reads.router)
     limit = max_body_bytes or body_limit_for(mailbox.settings.max_message_bytes)
     app.add_middleware(BodyLimit, limit=limit)

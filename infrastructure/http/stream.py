@@ -121,13 +121,18 @@ async def follow(
 
 
 def event_source(
-    content: AsyncIterator[ServerSentEvent], settings: StreamSettings, shutdown: anyio.Event
+    content: AsyncIterator[ServerSentEvent],
+    settings: StreamSettings,
+    shutdown: anyio.Event,
+    sep: str | None = None,
 ) -> EventSourceResponse:
-    """The response that serves ``content``: heartbeat comments, no caching or proxy buffering,
-    and a clean end when the server stops (sse-starlette sets ``shutdown``)."""
+    """The response that serves ``content``: heartbeat comments (lines ending with ``sep``,
+    CRLF by default), no caching or proxy buffering, and a clean end when the server stops
+    (sse-starlette sets ``shutdown``)."""
     return EventSourceResponse(
         content,
         ping=settings.heartbeat,
+        sep=sep,
         shutdown_event=shutdown,
         shutdown_grace_period=settings.shutdown_grace,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
