@@ -197,6 +197,7 @@ async def watch(
     include_internal: bool = False,
     last_event_id: LastEventId = None,
 ) -> EventSourceResponse:
+    """The thread as AG-UI events, from the snapshots at ``Last-Event-ID`` (else now) on."""
     resume = None if not (last_event_id or "").strip() else resume_point(last_event_id, 0)
     changes: LogChanges = request.app.state.changes
     seen = changes.generation  # noted before the read: a change during it wakes the stream
@@ -297,6 +298,7 @@ async def run(
     mailbox: MailboxDep,
     include_internal: bool = False,
 ) -> EventSourceResponse:
+    """Deliver the input's unseen messages; stream until the run that read them has ended."""
     run_input = run_agent_input(body)
     translator, awaited = await run_in_threadpool(
         delivered, mailbox, thread_id, run_input, include_internal

@@ -169,6 +169,7 @@ class ThreadTranslator:
 
     @property
     def thread_id(self) -> str:
+        """The thread translated."""
         return self.thread.thread_id
 
     def shown(self, message: Message) -> bool:

@@ -43,6 +43,7 @@ class Posted:
 
     @property
     def message_id(self) -> str:
+        """Its id (the posted message's own)."""
         assert self.message.id is not None  # an AG-UI message always has an id
         return self.message.id
 
