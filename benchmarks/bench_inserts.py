@@ -1,0 +1,162 @@
+"""One-row inserts per second on PostgreSQL with 1, 4 and 8 writer processes, three ways, one run.
+
+    python benchmarks/bench_inserts.py [--url postgresql://postgres@127.0.0.1:5432/test]
+                                       [--seconds 5] [--processes 1,4,8] [--rounds 1]
+
+(a) eventsourcing's PostgresApplicationRecorder, which takes LOCK TABLE … IN EXCLUSIVE MODE per
+insert; (b) CommitOrderRecorder (ADR 0009: no lock, the writing transaction's id in each row);
+(c) a raw INSERT of the same row, no lock, no NOTIFY: the ceiling. The row is a threadbox event's
+shape: a uuid stream, a version, a topic and a ~300-byte JSON state, one row per transaction, each
+process on a stream of its own. Every cell writes into a fresh schema, removed at the end; the
+processes start together (a barrier) and write for the same time. With --rounds N each cell is
+measured N times (interleaved) and the median kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import statistics
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import psycopg
+from common import DEFAULT_PG, console, own_store, progress_bar, rows_table, write_results
+from eventsourcing.persistence import InfrastructureFactory, StoredEvent
+from psycopg import sql
+from threadbox.infrastructure.pg_recorder import RECORDER_TOPIC
+from threadbox.infrastructure.store import StoreLocation, ensure_pg_schema
+
+KINDS = {
+    "locked": "(a) eventsourcing, LOCK TABLE",
+    "commit_order": "(b) CommitOrderRecorder",
+    "raw": "(c) raw INSERT, no lock",
+}
+STATE = b'{"_v":1,"thread_id":"bench","messages":[{"text":"' + b"x" * 240 + b'"}]}'
+TOPIC = "threadbox.domain.events:MessagesDelivered"
+NOISE = (
+    "The machine has 2 cores, shared with other work (other helpers' tests and PostgreSQL "
+    "itself): absolute numbers move between runs; compare the ratios of one run."
+)
+
+
+def env_for(url: str, kind: str) -> dict[str, str]:
+    """eventsourcing's settings for ``url``, one connection per process."""
+    env = dict(StoreLocation.parse(url).pg_env)
+    env.update({"POSTGRES_POOL_SIZE": "1", "POSTGRES_MAX_OVERFLOW": "0"})
+    if kind == "commit_order":
+        env["APPLICATION_RECORDER_TOPIC"] = RECORDER_TOPIC
+    return env
+
+
+@contextmanager
+def recorder_for(url: str, kind: str) -> Iterator[Any]:
+    factory = InfrastructureFactory.construct(env_for(url, kind))
+    try:
+        yield factory.application_recorder()
+    finally:
+        factory.close()
+
+
+def write_for(url: str, kind: str, seconds: float, start: Any) -> int:
+    """One process: one-row transactions on a stream of its own for ``seconds``; how many."""
+    with ExitStack() as stack:
+        if kind == "raw":
+            location = StoreLocation.parse(url)
+            conn = stack.enter_context(psycopg.connect(location.pg_conninfo, autocommit=True))
+            statement = sql.SQL(
+                "INSERT INTO {}.stored_events (originator_id, originator_version, topic, state)"
+                " VALUES (%s, %s, %s, %s)"
+            ).format(sql.Identifier(location.pg_schema))
+
+            def insert(stream: uuid.UUID, version: int) -> None:
+                conn.execute(statement, (stream, version, TOPIC, STATE), prepare=True)
+
+        else:
+            recorder = stack.enter_context(recorder_for(url, kind))
+
+            def insert(stream: uuid.UUID, version: int) -> None:
+                recorder.insert_events([StoredEvent(stream, version, TOPIC, STATE)])
+
+        stream = uuid.uuid4()
+        insert(stream, 1)  # connection and prepared statements warm before the clock starts
+        count = 1
+        start.wait()
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            count += 1
+            insert(stream, count)
+    return count - 1
+
+
+def measure(url: str, kind: str, processes: int, seconds: float) -> float:
+    """Inserts per second of ``processes`` writers of ``kind`` in a fresh schema."""
+    with own_store(url, f"ins_{kind}") as cell_url:
+        ensure_pg_schema(StoreLocation.parse(cell_url))
+        # Tables made once, before the writers start; (c) writes into the library's table.
+        with recorder_for(cell_url, "commit_order" if kind == "commit_order" else "locked"):
+            pass
+        context = multiprocessing.get_context("spawn")
+        with context.Manager() as manager, context.Pool(processes) as pool:
+            start = manager.Barrier(processes)
+            jobs = [(cell_url, kind, seconds, start)] * processes
+            return sum(pool.starmap(write_for, jobs, chunksize=1)) / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", default=DEFAULT_PG)
+    parser.add_argument("--seconds", type=float, default=5.0, help="timed window of each cell")
+    parser.add_argument("--processes", default="1,4,8", help="writer process counts")
+    parser.add_argument("--rounds", type=int, default=1, help="measurements per cell (median)")
+    args = parser.parse_args()
+    counts = [int(p) for p in args.processes.split(",")]
+    if not urlsplit(args.url).scheme.startswith("postgres"):
+        parser.error("a PostgreSQL URL is needed: the benchmark is about its table lock")
+    console.print(NOISE)
+    rates: dict[str, dict[int, list[float]]] = {k: {p: [] for p in counts} for k in KINDS}
+    cells = [(r, p, k) for r in range(args.rounds) for p in counts for k in KINDS]
+    began = time.monotonic()
+    with progress_bar(f"cells of {args.seconds:g} s", len(cells)) as done:
+        for n, (_, processes, kind) in enumerate(cells):
+            rate = measure(args.url, kind, processes, args.seconds)
+            rates[kind][processes].append(rate)
+            console.print(f"  {KINDS[kind]}, {processes} process(es): {rate:,.0f} inserts/s")
+            done(n + 1)
+    median = {k: {p: statistics.median(v) for p, v in by.items()} for k, by in rates.items()}
+    report(median, counts)
+    write_results(
+        "bench_inserts",
+        {
+            "url": urlunsplit(urlsplit(args.url)._replace(query=urlencode({}))),
+            "seconds": args.seconds,
+            "rounds": args.rounds,
+            "wall_seconds": time.monotonic() - began,
+            "inserts_per_s": {k: {str(p): r for p, r in by.items()} for k, by in median.items()},
+            "all_rounds": {k: {str(p): r for p, r in by.items()} for k, by in rates.items()},
+            "note": NOISE,
+        },
+    )
+
+
+def report(median: dict[str, dict[int, float]], counts: list[int]) -> None:
+    a, b, c = median["locked"], median["commit_order"], median["raw"]
+    header = ["processes", *KINDS.values(), "(b) / (c)", "(b) / (a)"]
+    rows = [[p, a[p], b[p], c[p], b[p] / c[p], b[p] / a[p]] for p in counts]
+    console.print(rows_table("one-row inserts per second", header, rows))
+    first = counts[0]
+    scaling = [
+        [f"{p} / {first} processes", a[p] / a[first], b[p] / b[first], c[p] / c[first]]
+        for p in counts[1:]
+    ]
+    if scaling:
+        console.print(rows_table("scaling", ["", *KINDS.values()], scaling))
+    console.print(NOISE)
+
+
+if __name__ == "__main__":
+    main()
