@@ -1,11 +1,13 @@
-"""One-row inserts per second on PostgreSQL with 1, 4 and 8 writer processes, three ways, one run.
+"""One-row inserts per second on PostgreSQL with 1, 4 and 8 writer processes, four ways, one run.
 
     python benchmarks/bench_inserts.py [--url postgresql://postgres@127.0.0.1:5432/test]
                                        [--seconds 5] [--processes 1,4,8] [--rounds 1]
 
 (a) eventsourcing's PostgresApplicationRecorder, which takes LOCK TABLE … IN EXCLUSIVE MODE per
 insert; (b) CommitOrderRecorder (ADR 0009: no lock, the writing transaction's id in each row);
-(c) a raw INSERT of the same row, no lock, no NOTIFY: the ceiling. The row is a threadbox event's
+(b0) the same without its NOTIFY (PostgreSQL serialises the commits of notifying transactions
+with a server-wide lock held through the commit); (c) a raw INSERT of the same row, no lock, no
+NOTIFY: the ceiling. The row is a threadbox event's
 shape: a uuid stream, a version, a topic and a ~300-byte JSON state, one row per transaction, each
 process on a stream of its own. Every cell writes into a fresh schema, removed at the end; the
 processes start together (a barrier) and write for the same time. With --rounds N each cell is
@@ -28,34 +30,53 @@ import psycopg
 from common import DEFAULT_PG, console, own_store, progress_bar, rows_table, write_results
 from eventsourcing.persistence import InfrastructureFactory, StoredEvent
 from psycopg import sql
-from threadbox.infrastructure.pg_recorder import RECORDER_TOPIC
+from threadbox.infrastructure.pg_recorder import RECORDER_TOPIC, CommitOrderRecorder
 from threadbox.infrastructure.store import StoreLocation, ensure_pg_schema
 
 KINDS = {
-    "locked": "(a) eventsourcing, LOCK TABLE",
-    "commit_order": "(b) CommitOrderRecorder",
-    "raw": "(c) raw INSERT, no lock",
+    "locked": "(a) locked",
+    "commit_order": "(b) commit order",
+    "quiet": "(b0) no NOTIFY",
+    "raw": "(c) raw",
 }
+LEGEND = (
+    "(a) eventsourcing's recorder, LOCK TABLE per insert; (b) CommitOrderRecorder; "
+    "(b0) (b) without NOTIFY; (c) raw INSERT, no lock, no NOTIFY"
+)
+TOPICS = {"commit_order": RECORDER_TOPIC, "quiet": "bench_inserts:QuietRecorder"}
+
+
+class QuietRecorder(CommitOrderRecorder):
+    """(b) without its NOTIFY, which takes a server-wide lock held through each commit: how much
+    moving the wake-up out of the writers' transactions could gain at most."""
+
+    def _notify_channel(self, curs: Any) -> None:
+        return None
+
+
 STATE = b'{"_v":1,"thread_id":"bench","messages":[{"text":"' + b"x" * 240 + b'"}]}'
 TOPIC = "threadbox.domain.events:MessagesDelivered"
+START_TIMEOUT = 300.0  # seconds the writers wait for each other to be ready
 NOISE = (
     "The machine has 2 cores, shared with other work (other helpers' tests and PostgreSQL "
     "itself): absolute numbers move between runs; compare the ratios of one run."
 )
 
 
-def env_for(url: str, kind: str) -> dict[str, str]:
+def env_for(url: str, kind: str, create_table: bool) -> dict[str, str]:
     """eventsourcing's settings for ``url``, one connection per process."""
     env = dict(StoreLocation.parse(url).pg_env)
     env.update({"POSTGRES_POOL_SIZE": "1", "POSTGRES_MAX_OVERFLOW": "0"})
-    if kind == "commit_order":
-        env["APPLICATION_RECORDER_TOPIC"] = RECORDER_TOPIC
+    # The writers find the tables made: the library's DDL, run by 8 processes at once, fails.
+    env["CREATE_TABLE"] = "yes" if create_table else "no"
+    if kind in TOPICS:
+        env["APPLICATION_RECORDER_TOPIC"] = TOPICS[kind]
     return env
 
 
 @contextmanager
-def recorder_for(url: str, kind: str) -> Iterator[Any]:
-    factory = InfrastructureFactory.construct(env_for(url, kind))
+def recorder_for(url: str, kind: str, create_table: bool = False) -> Iterator[Any]:
+    factory = InfrastructureFactory.construct(env_for(url, kind, create_table))
     try:
         yield factory.application_recorder()
     finally:
@@ -85,7 +106,7 @@ def write_for(url: str, kind: str, seconds: float, start: Any) -> int:
         stream = uuid.uuid4()
         insert(stream, 1)  # connection and prepared statements warm before the clock starts
         count = 1
-        start.wait()
+        start.wait(timeout=START_TIMEOUT)  # a writer that failed to start breaks it for all
         deadline = time.perf_counter() + seconds
         while time.perf_counter() < deadline:
             count += 1
@@ -98,7 +119,8 @@ def measure(url: str, kind: str, processes: int, seconds: float) -> float:
     with own_store(url, f"ins_{kind}") as cell_url:
         ensure_pg_schema(StoreLocation.parse(cell_url))
         # Tables made once, before the writers start; (c) writes into the library's table.
-        with recorder_for(cell_url, "commit_order" if kind == "commit_order" else "locked"):
+        maker = kind if kind in TOPICS else "locked"
+        with recorder_for(cell_url, maker, create_table=True):
             pass
         context = multiprocessing.get_context("spawn")
         with context.Manager() as manager, context.Pool(processes) as pool:
@@ -138,19 +160,21 @@ def main() -> None:
             "wall_seconds": time.monotonic() - began,
             "inserts_per_s": {k: {str(p): r for p, r in by.items()} for k, by in median.items()},
             "all_rounds": {k: {str(p): r for p, r in by.items()} for k, by in rates.items()},
+            "legend": LEGEND,
             "note": NOISE,
         },
     )
 
 
 def report(median: dict[str, dict[int, float]], counts: list[int]) -> None:
-    a, b, c = median["locked"], median["commit_order"], median["raw"]
-    header = ["processes", *KINDS.values(), "(b) / (c)", "(b) / (a)"]
-    rows = [[p, a[p], b[p], c[p], b[p] / c[p], b[p] / a[p]] for p in counts]
+    a, b, b0, c = (median[k] for k in KINDS)
+    header = ["processes", *KINDS.values(), "(b) / (c)", "(b) / (a)", "(b0) / (c)"]
+    rows = [[p, a[p], b[p], b0[p], c[p], b[p] / c[p], b[p] / a[p], b0[p] / c[p]] for p in counts]
     console.print(rows_table("one-row inserts per second", header, rows))
+    console.print(LEGEND)
     first = counts[0]
     scaling = [
-        [f"{p} / {first} processes", a[p] / a[first], b[p] / b[first], c[p] / c[first]]
+        [f"{p} / {first} processes", *(median[k][p] / median[k][first] for k in KINDS)]
         for p in counts[1:]
     ]
     if scaling:
