@@ -255,7 +255,30 @@ class CommitOrderRecorder(PostgresApplicationRecorder):
                 if missing:
                     curs.execute(statement, prepare=False)
             self._add_transaction_column(curs)
+            self._check_transaction_ids(curs)
         self.datastore.register_type_adapters()
+
+    def _check_transaction_ids(self, curs: Cursor[DictRow]) -> None:
+        """Refuse a table whose ids are ahead of this server (a dump restored on another one, or
+        logical replication): its new rows would sort before old ones, and followers skip them."""
+        curs.execute(
+            SQL(
+                "SELECT max(transaction_id)::text AS newest,"
+                " pg_snapshot_xmax(pg_current_snapshot())::text AS next FROM {}"
+            ).format(self._table())
+        )
+        found = curs.fetchone()
+        if found is not None and found["newest"] is not None:
+            newest, following = int(found["newest"]), int(found["next"])
+            if newest >= following:
+                raise ProgrammingError(
+                    f"{self.datastore.schema}.{self.events_table_name} holds transaction id "
+                    f"{newest}, but this server's next is {following}: the table was written "
+                    "on another server (a dump restored here?) and cannot be read in commit "
+                    "order. With no writers running, UPDATE it SET transaction_id = '0' (the "
+                    "log then reads in notification-id order) and rebuild every view and "
+                    "follower position."
+                )
 
     def _missing(self, curs: Cursor[DictRow], lookup: str, name: str) -> bool:
         """Whether the type (``to_regtype``) or relation (``to_regclass``) is absent."""

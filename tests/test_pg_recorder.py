@@ -258,6 +258,27 @@ def test_starting_again_on_an_upgraded_table_neither_alters_it_nor_waits_for_wri
     assert column_and_index(location) == before
 
 
+def test_a_table_written_on_another_server_is_refused_with_the_way_out(
+    location: StoreLocation, recorder: CommitOrderRecorder
+) -> None:
+    """A dump restored on a server whose transaction counter is behind the ids it carries."""
+    with psycopg.connect(location.pg_conninfo) as conn:
+        found = conn.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text").fetchone()
+        assert found is not None
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {}.{} (originator_id, originator_version, topic, state, "
+                "transaction_id) VALUES (%s, 1, 'test:Event', '', %s::text::xid8)"
+            ).format(sql.Identifier(location.pg_schema), sql.Identifier(TABLE)),
+            (uuid.uuid4(), str(int(found[0]) + 10**9)),
+        )
+    with (
+        pytest.raises(ProgrammingError, match=r"another server.*SET transaction_id = '0'"),
+        opened(recorder_env(location)),
+    ):
+        pass
+
+
 def start_and_write(env: dict[str, str], start: Any) -> Key:
     """One process: waits for the others, starts a recorder on an old table, writes one event."""
     key = (uuid.uuid4(), 1)
