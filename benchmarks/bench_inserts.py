@@ -1,17 +1,19 @@
-"""One-row inserts per second on PostgreSQL with 1, 4 and 8 writer processes, four ways, one run.
+"""One-row inserts per second on PostgreSQL with 1, 4 and 8 writer processes, five ways, one run.
 
     python benchmarks/bench_inserts.py [--url postgresql://postgres@127.0.0.1:5432/test]
                                        [--seconds 5] [--processes 1,4,8] [--rounds 1]
 
 (a) eventsourcing's PostgresApplicationRecorder, which takes LOCK TABLE … IN EXCLUSIVE MODE per
 insert; (b) CommitOrderRecorder (ADR 0009: no lock, the writing transaction's id in each row);
-(b0) the same without its NOTIFY (PostgreSQL serialises the commits of notifying transactions
-with a server-wide lock held through the commit); (c) a raw INSERT of the same row, no lock, no
-NOTIFY: the ceiling. The row is a threadbox event's
-shape: a uuid stream, a version, a topic and a ~300-byte JSON state, one row per transaction, each
-process on a stream of its own. Every cell writes into a fresh schema, removed at the end; the
-processes start together (a barrier) and write for the same time. With --rounds N each cell is
-measured N times (interleaved) and the median kept.
+(b1) the same through eventsourcing's insert function (POSTGRES_ENABLE_DB_FUNCTIONS): one round
+trip instead of its pipelined statements; (b0) (b) without its NOTIFY (PostgreSQL serialises the
+commits of notifying transactions with a server-wide lock held through the commit); (c) a raw
+INSERT of the same row, no lock, no NOTIFY: the ceiling.
+
+The row is a threadbox event's shape: a uuid stream, a version, a topic and a ~300-byte JSON
+state, one row per transaction, each process on a stream of its own. Every cell writes into a
+fresh schema, removed at the end; the processes start together (a barrier) and write for the same
+time. With --rounds N each cell is measured N times (interleaved) and the median kept.
 """
 
 from __future__ import annotations
@@ -36,14 +38,20 @@ from threadbox.infrastructure.store import StoreLocation, ensure_pg_schema
 KINDS = {
     "locked": "(a) locked",
     "commit_order": "(b) commit order",
+    "function": "(b1) 1 round trip",
     "quiet": "(b0) no NOTIFY",
     "raw": "(c) raw",
 }
 LEGEND = (
-    "(a) eventsourcing's recorder, LOCK TABLE per insert; (b) CommitOrderRecorder; "
+    "(a) eventsourcing's recorder, LOCK TABLE per insert; (b) CommitOrderRecorder; (b1) (b) "
+    "through eventsourcing's insert function (POSTGRES_ENABLE_DB_FUNCTIONS: one round trip); "
     "(b0) (b) without NOTIFY; (c) raw INSERT, no lock, no NOTIFY"
 )
-TOPICS = {"commit_order": RECORDER_TOPIC, "quiet": "bench_inserts:QuietRecorder"}
+TOPICS = {
+    "commit_order": RECORDER_TOPIC,
+    "function": RECORDER_TOPIC,
+    "quiet": "bench_inserts:QuietRecorder",
+}
 
 
 class QuietRecorder(CommitOrderRecorder):
@@ -71,6 +79,7 @@ def env_for(url: str, kind: str, create_table: bool) -> dict[str, str]:
     env["CREATE_TABLE"] = "yes" if create_table else "no"
     if kind in TOPICS:
         env["APPLICATION_RECORDER_TOPIC"] = TOPICS[kind]
+    env["POSTGRES_ENABLE_DB_FUNCTIONS"] = "y" if kind == "function" else "n"
     return env
 
 
@@ -167,9 +176,12 @@ def main() -> None:
 
 
 def report(median: dict[str, dict[int, float]], counts: list[int]) -> None:
-    a, b, b0, c = (median[k] for k in KINDS)
-    header = ["processes", *KINDS.values(), "(b) / (c)", "(b) / (a)", "(b0) / (c)"]
-    rows = [[p, a[p], b[p], b0[p], c[p], b[p] / c[p], b[p] / a[p], b0[p] / c[p]] for p in counts]
+    a, b, b1, b0, c = (median[k] for k in KINDS)
+    header = ["processes", *KINDS.values(), "(b)/(c)", "(b)/(a)", "(b1)/(c)", "(b0)/(c)"]
+    rows = [
+        [p, a[p], b[p], b1[p], b0[p], c[p], b[p] / c[p], b[p] / a[p], b1[p] / c[p], b0[p] / c[p]]
+        for p in counts
+    ]
     console.print(rows_table("one-row inserts per second", header, rows))
     console.print(LEGEND)
     first = counts[0]

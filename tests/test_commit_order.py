@@ -47,9 +47,18 @@ def location() -> Iterator[StoreLocation]:
         yield found
 
 
+@pytest.fixture(params=["pipelined insert", "insert function"])
+def env(request: pytest.FixtureRequest, location: StoreLocation) -> dict[str, str]:
+    """Both of eventsourcing's insert paths: its pipelined statements, or its database function
+    (one round trip, POSTGRES_ENABLE_DB_FUNCTIONS)."""
+    settings = recorder_env(location)
+    settings["POSTGRES_ENABLE_DB_FUNCTIONS"] = "y" if request.param == "insert function" else "n"
+    return settings
+
+
 @pytest.fixture
-def recorder(location: StoreLocation) -> Iterator[CommitOrderRecorder]:
-    with opened(recorder_env(location)) as made:
+def recorder(env: dict[str, str]) -> Iterator[CommitOrderRecorder]:
+    with opened(env) as made:
         assert isinstance(made, CommitOrderRecorder)
         yield made
 
@@ -242,7 +251,7 @@ def write_concurrently(
 
 
 def test_a_follower_gets_every_event_once_while_an_earlier_transaction_commits_last(
-    location: StoreLocation, recorder: CommitOrderRecorder
+    location: StoreLocation, env: dict[str, str], recorder: CommitOrderRecorder
 ) -> None:
     before = [(stream, v) for stream in (uuid.uuid4() for _ in range(3)) for v in (1, 2)]
     for key in before:
@@ -258,7 +267,7 @@ def test_a_follower_gets_every_event_once_while_an_earlier_transaction_commits_l
             assert writers.table_locks(pid) == {"RowExclusiveLock"}, "an insert locked the table"
         held = min(writers.transaction_id(pid) for pid in pids)
 
-        later = write_concurrently(recorder, recorder_env(location), threads=4, count=25)
+        later = write_concurrently(recorder, env, threads=4, count=25)
 
         rows = stored_rows(location)
         assert min(rows[key][0] for key in later) > held, "the later writers began later"

@@ -175,6 +175,29 @@ def test_every_insert_still_notifies_the_tables_channel(
     assert heard == [recorder.channel_name]
 
 
+def test_the_librarys_one_round_trip_insert_function_records_notifies_and_conflicts(
+    location: StoreLocation,
+) -> None:
+    env = recorder_env(location)
+    env["POSTGRES_ENABLE_DB_FUNCTIONS"] = "y"
+    stream = uuid.uuid4()
+    with (
+        opened(env) as made,
+        psycopg.connect(location.pg_conninfo, autocommit=True) as listener,
+    ):
+        listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(made.channel_name)))
+        made.insert_events([event(stream, 1), event(stream, 2)])
+        made.insert_events([event(stream, 3)])
+        heard = [n.channel for n in listener.notifies(timeout=WAIT, stop_after=2)]
+        with pytest.raises(IntegrityError):
+            made.insert_events([event(stream, 3)])
+        read = made.select_after(LogPosition.START, 10)
+    assert heard == [made.channel_name] * 2
+    assert [n.originator_version for _, n in read] == [1, 2, 3]
+    first, second = read[0][0].transaction_id, read[2][0].transaction_id
+    assert 0 < first == read[1][0].transaction_id < second
+
+
 def test_notification_id_subscriptions_are_refused_with_the_reason(
     recorder: CommitOrderRecorder,
 ) -> None:
