@@ -22,7 +22,7 @@ from threadbox.domain.selection import eligible_at, skippable
 
 B = DeliveryBoundary
 ONE = DeliveryGranularity.ONE
-CONFORMANCE = Path(__file__).parents[2] / "shared" / "spec" / "conformance" / "selection.json"
+CONFORMANCE = Path(__file__).parent / "conformance" / "selection.json"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
