@@ -2,7 +2,7 @@
 
     python benchmarks/load.py [--processes 4] [--threads 20] [--seconds 20] [--url ...]
     python benchmarks/load.py --scaling            # 1, 2 and 4 processes, with the bare insert rate
-    python benchmarks/load.py --restart-postgres   # restarts the server mid-load (manual only)
+    python benchmarks/load.py --restart-postgres   # on a private server, restarted mid-load
 
 In each process half the threads are agent runtimes, each driving the runs of conversations of its
 own (freeze at every boundary, commit output, suspend and resume, finish, interrupt); the others
@@ -17,13 +17,15 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import random
-import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import threadbox
@@ -269,7 +271,11 @@ def pool_url(url: str, threads: int) -> str:
 
 
 def load(
-    url: str, processes: int, threads: int, seconds: float, restart: str | None
+    url: str,
+    processes: int,
+    threads: int,
+    seconds: float,
+    restart: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     conversations = max(2, processes * max(1, threads // 2) * 2)
     with own_store(url, "load") as store_url:
@@ -292,8 +298,8 @@ def load(
             pending = pool.starmap_async(run_process, jobs)
             if restart:
                 time.sleep(max(0.0, start_at + seconds / 2 - time.time()))
-                console.print(f"restarting PostgreSQL: {restart}")
-                subprocess.run(restart, shell=True, check=True)
+                console.print("restarting PostgreSQL (the private server)")
+                restart()
             with console.status(f"{processes} x {threads} writers for {seconds:.0f} s"):
                 reports = pending.get()
         with console.status("auditing"), threadbox.open(store_url) as mb:
@@ -408,6 +414,18 @@ def _output(found: ThreadAudit, message_id: str) -> bool:
     return any(message_id in run.output_message_ids for run in found.state.runs.values())
 
 
+@contextmanager
+def private_postgres() -> Iterator[Any]:
+    """The tests' private PostgreSQL server (``tests/pg_private.py``): started from the installed
+    binaries in a temp dir, deleted afterwards. The only server this benchmark restarts."""
+    sys.path.append(str(Path(__file__).resolve().parents[1] / "tests"))
+    from pg_private import private_server
+
+    with private_server() as server:
+        console.print(f"private PostgreSQL server at {server.url()}")
+        yield server
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default=DEFAULT_PG)
@@ -417,10 +435,8 @@ def main() -> None:
     parser.add_argument("--scaling", action="store_true", help="1, 2 and 4 processes")
     parser.add_argument(
         "--restart-postgres",
-        nargs="?",
-        const="pg_ctlcluster 15 main restart",
-        default=None,
-        help="restart the server mid-load with this command (disturbs everyone using it)",
+        action="store_true",
+        help="run on a PostgreSQL server of its own (instead of --url) and restart it mid-load",
     )
     args = parser.parse_args()
     if args.scaling:
@@ -455,8 +471,12 @@ def main() -> None:
         ]
         console.print(rows_table(f"scaling, {args.threads} threads a process", header, rows))
         write_results("load-scaling", {"url": args.url, "runs": runs})
+    elif args.restart_postgres:
+        with private_postgres() as server:
+            result = load(server.url(), args.processes, args.threads, args.seconds, server.restart)
+        write_results("load-restart", {"url": "private server", **result})
     else:
-        result = load(args.url, args.processes, args.threads, args.seconds, args.restart_postgres)
+        result = load(args.url, args.processes, args.threads, args.seconds)
         write_results("load", {"url": args.url, **result})
 
 

@@ -1,7 +1,7 @@
 """Faults: writer processes killed mid-command, PostgreSQL connections cut and the server restarted
-under load, a read-only and a full disk. After each, everything a writer was told had succeeded is
-in the log, nothing is half-written (every thread folds, the invariants hold, the views verify)
-and a new mailbox works.
+under load (on the suite's own server, ``private_postgres``), a read-only and a full disk. After
+each, everything a writer was told had succeeded is in the log, nothing is half-written (every
+thread folds, the invariants hold, the views verify) and a new mailbox works.
 
 Writers are child processes running this file (``python tests/test_faults.py URL PREFIX``): they
 loop commands and print one JSON line after each command returns, until their stdin closes.
@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import selectors
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,19 +19,19 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import psycopg
 import pytest
 import threadbox
+from pg_private import PrivateServer
+from psycopg.conninfo import conninfo_to_dict
 from threadbox import DeliveryBoundary, DeliveryMode, Message
 from threadbox.audit import AuditReport, audit
 from threadbox.domain.events import PendingMessagesFrozen, RunResumed, RunStarted
 from threadbox.errors import ThreadboxError
 
-PG_CONNINFO = "host=127.0.0.1 port=5432 dbname=test user=postgres"
 DEADLINE = 30.0  # seconds to wait for a writer's progress before failing the test
 
 pytestmark = pytest.mark.slow
@@ -190,83 +189,44 @@ def test_writers_killed_mid_command_lose_nothing_they_reported(store_url: str) -
 
 
 # ---- (b) PostgreSQL connections cut under load ---------------------------------------------------
+# On the suite's private server, in a database the test created: no one else's connection is cut.
 
 
-def terminate_connections(application_name: str) -> int:
-    """End the server connections of one writer only (tagged by its PGAPPNAME)."""
-    with psycopg.connect(PG_CONNINFO, autocommit=True) as conn:
+def terminate_connections(database_url: str, application_name: str) -> int:
+    """End the server connections of one writer only: tagged with its PGAPPNAME, in the test's
+    own database."""
+    database = conninfo_to_dict(database_url)["dbname"]
+    with psycopg.connect(database_url, autocommit=True) as conn:
         rows = conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE application_name = %s AND pid <> pg_backend_pid()",
-            (application_name,),
+            "WHERE datname = %s AND application_name = %s AND pid <> pg_backend_pid()",
+            (database, application_name),
         ).fetchall()
     return len(rows)
 
 
-@pytest.mark.parametrize("backend", ["postgres"])
-def test_a_writer_whose_connections_are_cut_recovers_and_loses_nothing(store_url: str) -> None:
+def test_a_writer_whose_connections_are_cut_recovers_and_loses_nothing(
+    private_database: str,
+) -> None:
     tag = f"tb-fault-{uuid.uuid4().hex[:12]}"
-    threadbox.open(store_url).close()
-    writer = Writer(store_url, "cut", env={"PGAPPNAME": tag})
+    threadbox.open(private_database).close()
+    writer = Writer(private_database, "cut", env={"PGAPPNAME": tag})
     try:
         writer.wait_for(30)
         cut = 0
         for _ in range(3):
-            cut += terminate_connections(tag)
+            cut += terminate_connections(private_database, tag)
             writer.wait_for(writer.successes() + 15)  # it carries on after each cut
         writer.stop()
     finally:
         if writer.process.poll() is None:
             writer.kill()
     assert cut >= 3
-    assert_store_sound(store_url, [writer])
+    assert_store_sound(private_database, [writer])
 
 
 # ---- (c) PostgreSQL restarted under load -------------------------------------------------------
-
-
-def server_ready() -> bool:
-    return subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1", "-p", "5432"]).returncode == 0
-
-
-def server_started_at() -> datetime:
-    with psycopg.connect(PG_CONNINFO) as conn:
-        row = conn.execute("SELECT pg_postmaster_start_time()").fetchone()
-    assert row is not None
-    return cast(datetime, row[0])
-
-
-def wait_until_ready() -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not server_ready():
-        assert time.monotonic() < deadline, "PostgreSQL did not come back"
-        time.sleep(0.1)
-
-
-def pg_cluster(action: str) -> None:
-    """``pg_ctlcluster`` on the one local cluster (fast mode: connections are cut, not awaited)."""
-    (version,) = os.listdir("/etc/postgresql")
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", "--mode", "fast", version, "main", action],
-        check=True,
-        capture_output=True,
-    )
-
-
-@pytest.fixture
-def restartable_server() -> Iterator[None]:
-    """The local PostgreSQL may be restarted by the test; it is up again afterwards, whatever
-    happened in the test."""
-    if shutil.which("pg_ctlcluster") is None or not os.path.isdir("/etc/postgresql"):
-        pytest.skip("no pg_ctlcluster here: cannot restart the PostgreSQL server")
-    if os.geteuid() != 0:
-        pytest.skip("restarting the PostgreSQL server needs root")
-    try:
-        yield
-    finally:
-        if not server_ready():
-            pg_cluster("start")
-        wait_until_ready()
+# The suite's private server is restarted (pg_ctl restart, fast mode: connections are cut).
 
 
 def assert_commands_whole(url: str) -> None:
@@ -283,18 +243,16 @@ def assert_commands_whole(url: str) -> None:
                     )
 
 
-@pytest.mark.parametrize("backend", ["postgres"])
 def test_writers_carry_on_through_a_postgresql_restart_and_lose_nothing(
-    store_url: str, restartable_server: None
+    private_postgres: PrivateServer, private_database: str
 ) -> None:
-    threadbox.open(store_url).close()
-    started_at = server_started_at()
-    writers = [Writer(store_url, f"pg{n}") for n in range(2)]
+    threadbox.open(private_database).close()
+    started_at = private_postgres.started_at()
+    writers = [Writer(private_database, f"pg{n}") for n in range(2)]
     try:
         for writer in writers:
             writer.wait_for(20)
-        pg_cluster("restart")
-        wait_until_ready()
+        private_postgres.restart()
         for writer in writers:
             writer.read(0)  # what it reported before the restart
             writer.wait_for(writer.successes() + 20)  # recovered by itself, no restart of it
@@ -304,12 +262,12 @@ def test_writers_carry_on_through_a_postgresql_restart_and_lose_nothing(
         for writer in writers:
             if writer.process.poll() is None:
                 writer.kill()
-    assert server_started_at() > started_at  # the server did restart under the writers
+    assert private_postgres.started_at() > started_at  # the server did restart under the writers
     failed = [r for w in writers for r in w.reports if r["kind"] == "failed"]
     # a command that failed despite the retries is reported, and the writer went on
     assert all(r["ids"][0].startswith(("OperationalError", "InterfaceError")) for r in failed)
-    assert_commands_whole(store_url)
-    assert_store_sound(store_url, writers)
+    assert_commands_whole(private_database)
+    assert_store_sound(private_database, writers)
 
 
 # ---- (d) read-only and full disk (SQLite) --------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import pytest
 import threadbox
-from conftest import PG_URL, drop_schema
+from conftest import drop_schema, pg_store_url
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -27,13 +27,15 @@ TEXTS = st.sampled_from(["a", "b", "c"])
 
 
 class MailboxMachine(RuleBasedStateMachine):
-    url = "memory://"
+    def store_url(self) -> str:
+        """The store this machine's mailbox opens (a fresh one per example)."""
+        return "memory://"
 
     def __init__(self) -> None:
         super().__init__()
         self.workdir = Path(tempfile.mkdtemp(prefix="threadbox-stateful-"))
         self.schema = f"stateful_{uuid.uuid4().hex[:12]}"
-        self.mailbox = threadbox.open(self.url.format(dir=self.workdir, schema=self.schema))
+        self.mailbox = threadbox.open(self.store_url())
         self.model = Model()
         self.counter = itertools.count(1)
         self.seen: dict[int, ThreadState] = {}  # the live thread after each step, by version
@@ -48,7 +50,7 @@ class MailboxMachine(RuleBasedStateMachine):
         finally:
             self.mailbox.close()
             shutil.rmtree(self.workdir, ignore_errors=True)
-            if "{schema}" in self.url:
+            if self.store_url().startswith("postgres"):
                 drop_schema(self.schema)
 
     # ---- helpers ---------------------------------------------------------------------------
@@ -277,11 +279,13 @@ class MailboxMachine(RuleBasedStateMachine):
 
 
 class SqliteMailboxMachine(MailboxMachine):
-    url = "sqlite:///{dir}/threadbox.db"
+    def store_url(self) -> str:
+        return f"sqlite:///{self.workdir}/threadbox.db"
 
 
 class PostgresMailboxMachine(MailboxMachine):
-    url = PG_URL + "?schema={schema}"
+    def store_url(self) -> str:
+        return pg_store_url(self.schema)
 
 
 _fast = settings(
