@@ -5,6 +5,7 @@ call is either accepted or raises a ``ThreadboxError`` subclass, and a rejected 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -143,13 +144,38 @@ def calls(mb: Mailbox) -> st.SearchStrategy[tuple[str, Callable[[], Any]]]:
     )
 
 
-@pytest.fixture(scope="module", params=["memory", "sqlite"])
-def hostile_mailbox(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Mailbox]:
+ANY_TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)  # all but surrogates
+
+
+def deliveries(mb: Mailbox) -> st.SearchStrategy[tuple[str, Callable[[], Any]]]:
+    """A user message with hostile text, delivered to steer or queue: always accepted."""
+    steering = st.sampled_from(
+        [None, DeliveryMode.interrupt(), DeliveryMode.next_step(), DeliveryMode.on_natural_end()]
+    )
+    return st.tuples(ANY_TEXT, steering).map(
+        lambda a: ("deliver", lambda: mb.deliver(THREAD, [Message.user(a[0])], a[1]))
+    )
+
+
+def shaped_calls(mb: Mailbox) -> st.SearchStrategy[tuple[str, Callable[[], Any]]]:
+    """Calls right in shape with hostile text in them, on the running run: mostly accepted, so
+    a barrage mixing them with hostile calls writes as well as refuses."""
+    return st.one_of(
+        deliveries(mb),
+        st.just(("freeze", lambda: mb.freeze(THREAD, "next_step", RUN))),
+        ANY_TEXT.map(
+            lambda t: (
+                "commit_output",
+                lambda: mb.commit_output(THREAD, RUN, [Message.assistant(t)]),
+            )
+        ),
+    )
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def hostile_mailbox(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Mailbox]:
     """A thread with a running run and two pending messages, for calls to reach deep checks."""
-    path: Path = tmp_path_factory.mktemp("hostile") / "threadbox.db"
-    url = "memory://" if request.param == "memory" else f"sqlite:///{path}"
+    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'threadbox.db'}"
     with threadbox.open(url) as mb:
         mb.deliver(THREAD, [Message.user("start", id="m-1")])
         mb.freeze(THREAD, "new_run", RUN)
@@ -157,11 +183,15 @@ def hostile_mailbox(
         yield mb
 
 
-@settings(
-    max_examples=300,
+# One mailbox per test; the examples of a test run one after another on it, so each call meets
+# what the earlier ones left.
+barrage = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
+
+
+@settings(barrage, max_examples=300)
 @given(data=st.data())
 def test_hostile_calls_are_accepted_or_refused_with_a_typed_error_writing_nothing(
     hostile_mailbox: Mailbox, data: st.DataObject
@@ -176,9 +206,21 @@ def test_hostile_calls_are_accepted_or_refused_with_a_typed_error_writing_nothin
         pytest.fail(f"{name} raised {type(e).__name__}: {e!s:.300}")
 
 
+@settings(barrage, max_examples=8)
+@given(data=st.data())
 def test_what_the_barrage_left_reads_back_the_same_from_the_log_and_the_views(
-    hostile_mailbox: Mailbox,
+    hostile_mailbox: Mailbox, data: st.DataObject
 ) -> None:
+    mixed = st.one_of(calls(hostile_mailbox), shaped_calls(hostile_mailbox))
+    barrage = [
+        data.draw(deliveries(hostile_mailbox)),  # at least one write to compare
+        *data.draw(st.lists(mixed, min_size=20, max_size=40)),
+    ]
+    before = hostile_mailbox.store.last_position()
+    for _name, call in data.draw(st.permutations(barrage)):
+        with contextlib.suppress(ThreadboxError):  # refusals: the test above checks them
+            call()
+    assert hostile_mailbox.store.last_position() > before, "the barrage wrote nothing to compare"
     report = hostile_mailbox.views.verify()
     assert report.ok, report.differences[:5]
     from_log = Mailbox(hostile_mailbox.store, hostile_mailbox.views).pending(THREAD)
