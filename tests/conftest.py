@@ -59,6 +59,18 @@ def drop_schema(schema: str) -> None:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config
+) -> None:
+    """The order is shuffled (pytest-randomly) and ``-q`` hides the header naming its seed: a
+    failing run names it, so the order can be replayed."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if exitstatus != 0 and isinstance(seed, int):
+        terminalreporter.write_line(
+            f"tests ran in a shuffled order: --randomly-seed={seed} replays it"
+        )
+
+
 @pytest.fixture
 def store_url(backend: str, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty store URL for ``backend`` (override it with a parametrize of "backend")."""
