@@ -31,7 +31,7 @@ from threadbox.infrastructure.pg_recorder import (
     CommitOrderRecorder,
     LogPosition,
 )
-from threadbox.infrastructure.store import StoreLocation, creating_tables
+from threadbox.infrastructure.store import StoreLocation, creating_tables, ensure_pg_schema
 
 
 @pytest.fixture
@@ -44,6 +44,16 @@ def location() -> Iterator[StoreLocation]:
 def recorder(location: StoreLocation) -> Iterator[CommitOrderRecorder]:
     with opened(recorder_env(location)) as made:
         yield made
+
+
+@pytest.fixture
+def quiet_location(private_database: str) -> StoreLocation:
+    """A schema in a database no other session writes to, for the tests that listen: a NOTIFY
+    channel is per database and named after the table, so on a shared database every other
+    store's inserts (another suite, a benchmark) are heard too."""
+    found = StoreLocation.parse(f"{private_database}?schema=quiet&pool_size=2&max_overflow=12")
+    ensure_pg_schema(found)
+    return found  # the database is dropped by private_database
 
 
 def read_all(recorder: CommitOrderRecorder, start: LogPosition, limit: int) -> list[Key]:
@@ -165,10 +175,11 @@ def test_a_second_write_of_a_stream_version_fails_and_writes_nothing(
     assert set(stored_rows(location)) == {(stream, 1)}
 
 
-def test_every_insert_still_notifies_the_tables_channel(
-    location: StoreLocation, recorder: CommitOrderRecorder
-) -> None:
-    with psycopg.connect(location.pg_conninfo, autocommit=True) as listener:
+def test_every_insert_still_notifies_the_tables_channel(quiet_location: StoreLocation) -> None:
+    with (
+        opened(recorder_env(quiet_location)) as recorder,
+        psycopg.connect(quiet_location.pg_conninfo, autocommit=True) as listener,
+    ):
         listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(recorder.channel_name)))
         recorder.insert_events([event(uuid.uuid4(), 1)])
         heard = [n.channel for n in listener.notifies(timeout=WAIT, stop_after=1)]
@@ -176,14 +187,14 @@ def test_every_insert_still_notifies_the_tables_channel(
 
 
 def test_the_librarys_one_round_trip_insert_function_records_notifies_and_conflicts(
-    location: StoreLocation,
+    quiet_location: StoreLocation,
 ) -> None:
-    env = recorder_env(location)
+    env = recorder_env(quiet_location)
     env["POSTGRES_ENABLE_DB_FUNCTIONS"] = "y"
     stream = uuid.uuid4()
     with (
         opened(env) as made,
-        psycopg.connect(location.pg_conninfo, autocommit=True) as listener,
+        psycopg.connect(quiet_location.pg_conninfo, autocommit=True) as listener,
     ):
         listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(made.channel_name)))
         made.insert_events([event(stream, 1), event(stream, 2)])
