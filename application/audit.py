@@ -23,7 +23,8 @@ from threadbox.domain.events import (
 )
 from threadbox.domain.records import RunStatus
 from threadbox.domain.thread import Thread, evolve, fold
-from threadbox.ports import EventStore, Progress, Views
+
+from .ports import EventStore, Progress, Views
 
 BATCH = 5000  # events per read of the log
 SAMPLE = 20  # threads checked at past versions and through their snapshot

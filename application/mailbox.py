@@ -8,11 +8,10 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
-from threadbox import inputs
+from threadbox.application import inputs
 from threadbox.domain import commands as c
 from threadbox.domain import errors
 from threadbox.domain.decisions import decide
@@ -33,20 +32,10 @@ from threadbox.domain.values import DeliveryBoundary, DeliveryMode, Message
 
 from .ids import uuid7
 from .ports import EventStore, StreamConflict, Views
+from .settings import Settings
 
 T = TypeVar("T")
 log = logging.getLogger("threadbox")
-
-
-@dataclass(frozen=True)
-class Settings:
-    max_message_bytes: int = 1024 * 1024
-    max_attempts: int = 30
-    backoff_base: float = 0.002
-    backoff_cap: float = 0.05
-    snapshot_interval: int = 25  # versions between snapshots, at least; see _snapshot_every
-    snapshot_interval_max: int = 500
-    cache_size: int = 1024
 
 
 class Mailbox:

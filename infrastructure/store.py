@@ -15,10 +15,10 @@ from eventsourcing.persistence import (
     IntegrityError,
     StoredEvent,
 )
+from threadbox.application.ports import Notified, StoredPayload, StreamConflict
 from threadbox.domain.errors import InvalidInput
 from threadbox.domain.events import AnyThreadEvent, ThreadEvent
 from threadbox.domain.thread import Thread
-from threadbox.ports import Notified, StoredPayload, StreamConflict
 
 from .codec import (
     decode_event,

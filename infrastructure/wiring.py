@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from threadbox.mailbox import Mailbox, Settings
+from threadbox.application.mailbox import Mailbox
+from threadbox.application.settings import Settings
 from threadbox.projections.backend import ViewBackend
 from threadbox.projections.engine import ProjectedViews
 from threadbox.projections.follower import ListeningWakeup, PollingWakeup, Wakeup

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from threadbox.ports import Progress
+from threadbox.application.ports import Progress
 
 from .changes import Change, Key, Row
 from .tables import Tables

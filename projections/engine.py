@@ -8,6 +8,13 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 
+from threadbox.application.ports import (
+    EventStore,
+    Progress,
+    StoredPayload,
+    VerifyReport,
+    ViewStatus,
+)
 from threadbox.domain.records import (
     Checkpoint,
     CommittedMessage,
@@ -15,7 +22,6 @@ from threadbox.domain.records import (
     RunRecord,
     ThreadSummary,
 )
-from threadbox.ports import EventStore, Progress, StoredPayload, VerifyReport, ViewStatus
 
 from . import changes_for, reading
 from .backend import ViewBackend

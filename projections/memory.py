@@ -6,7 +6,7 @@ import copy
 import threading
 from collections.abc import Sequence
 
-from threadbox.ports import Progress
+from threadbox.application.ports import Progress
 
 from .changes import Change, Key, Row, thread_of
 from .tables import Tables

@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol, TypeVar
 
 import orjson
-from threadbox.ports import Progress
+from threadbox.application.ports import Progress
 
 from .changes import (
     COLUMNS,

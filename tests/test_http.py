@@ -11,10 +11,10 @@ import pytest
 import threadbox
 from fastapi.testclient import TestClient
 from threadbox import Mailbox, Settings, errors
+from threadbox.application.ports import StreamConflict
 from threadbox.domain.events import ThreadEvent
 from threadbox.infrastructure.http import create_app
 from threadbox.infrastructure.http.problems import STATUS_BY_CODE
-from threadbox.ports import StreamConflict
 
 T = "/v1/threads/t1"
 

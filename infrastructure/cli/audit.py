@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 from rich.table import Table
-from threadbox.audit import audit
+from threadbox.application.audit import audit
 
 from .commands import AsJson
 from .session import session_of

@@ -17,10 +17,10 @@ import orjson
 import typer
 from eventsourcing.persistence import StoredEvent
 from threadbox import Mailbox
+from threadbox.application.ports import StreamConflict
 from threadbox.errors import InvalidInput, ThreadNotFound
 from threadbox.infrastructure.codec import event_type, stream_id
 from threadbox.infrastructure.store import RecorderStore
-from threadbox.ports import StreamConflict
 
 from .session import session_of
 from .views import progress_bar

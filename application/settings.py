@@ -1,0 +1,16 @@
+"""What a mailbox can be tuned by: input limits, retries, snapshots and its cache."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Settings:
+    max_message_bytes: int = 1024 * 1024
+    max_attempts: int = 30
+    backoff_base: float = 0.002
+    backoff_cap: float = 0.05
+    snapshot_interval: int = 25  # versions between snapshots, at least; see _snapshot_every
+    snapshot_interval_max: int = 500
+    cache_size: int = 1024

@@ -1,0 +1,6 @@
+"""``threadbox.audit``: the SEMANTICS §7 audit of a whole store (see
+``threadbox.application.audit``)."""
+
+from threadbox.application.audit import AuditReport, ThreadAudit, audit, audit_thread
+
+__all__ = ["AuditReport", "ThreadAudit", "audit", "audit_thread"]
