@@ -1,244 +1,241 @@
-"""Errors of threadbox: each has a stable ``code`` and a message naming what is wrong."""
+"""Errors of threadbox: each has a stable ``code``, the fields that say what is wrong, and a
+message that names them.
+
+Every error is declared as a dataclass: its fields are its constructor's arguments, in order;
+``template`` (``str.format`` of the error as ``e``) makes the message; ``details()`` gives the
+fields, but those in ``message_only``, for HTTP problem documents and JSON output. Equality is
+identity and ``repr`` Exception's, as for any exception (``eq=False, repr=False``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
 
 
+@dataclass(eq=False, repr=False)
 class ThreadboxError(Exception):
     """Base of every error threadbox raises on purpose."""
 
     code = "threadbox_error"
+    template: ClassVar[str] = "{e.code}"
+    message_only: ClassVar[frozenset[str]] = frozenset()  # fields the message says, not details
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    def __post_init__(self) -> None:
+        self.message: str = self.template.format(e=self)
+        super().__init__(self.message)
 
     def details(self) -> dict[str, Any]:
         """The error's fields, for HTTP problem documents and JSON output."""
-        return {}
+        hidden = self.message_only
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in hidden}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), tuple(getattr(self, f.name) for f in fields(self) if f.init)
+
+    @property
+    def at_seq(self) -> str:
+        """`` at seq N`` when the error has a seq, else empty (for templates)."""
+        seq = getattr(self, "seq", None)
+        return f" at seq {seq}" if seq is not None else ""
 
 
+@dataclass(eq=False, repr=False)
 class InvalidInput(ThreadboxError):
-    code = "invalid_input"
+    """An argument is not valid; ``field`` names it where one can be named."""
 
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
+    code = "invalid_input"
+    template = "{e.text}"
+    text: str
+    field: str | None = None
 
     def details(self) -> dict[str, Any]:
         return {"field": self.field} if self.field else {}
 
 
+@dataclass(eq=False, repr=False)
 class PayloadTooLarge(ThreadboxError):
+    """A message is larger, encoded, than the mailbox accepts (``limit`` bytes)."""
+
     code = "payload_too_large"
-
-    def __init__(self, message: str, size: int, limit: int) -> None:
-        super().__init__(message)
-        self.size = size
-        self.limit = limit
-
-    def details(self) -> dict[str, Any]:
-        return {"size": self.size, "limit": self.limit}
+    template = "{e.text}"
+    message_only = frozenset({"text"})
+    text: str
+    size: int
+    limit: int
 
 
+@dataclass(eq=False, repr=False)
 class ThreadNotFound(ThreadboxError):
+    """No event was ever written to this thread."""
+
     code = "thread_not_found"
-
-    def __init__(self, thread_id: str) -> None:
-        super().__init__(f"thread {thread_id!r} not found")
-        self.thread_id = thread_id
-
-    def details(self) -> dict[str, Any]:
-        return {"thread_id": self.thread_id}
+    template = "thread {e.thread_id!r} not found"
+    thread_id: str
 
 
+@dataclass(eq=False, repr=False)
 class PendingNotFound(ThreadboxError):
+    """The thread never had a pending message with this id."""
+
     code = "pending_not_found"
-
-    def __init__(self, thread_id: str, pending_id: str) -> None:
-        super().__init__(f"no pending message {pending_id!r} in thread {thread_id!r}")
-        self.thread_id = thread_id
-        self.pending_id = pending_id
-
-    def details(self) -> dict[str, Any]:
-        return {"thread_id": self.thread_id, "pending_id": self.pending_id}
+    template = "no pending message {e.pending_id!r} in thread {e.thread_id!r}"
+    thread_id: str
+    pending_id: str
 
 
+@dataclass(eq=False, repr=False)
 class MessageNotFound(ThreadboxError):
+    """The thread has no committed message with this id."""
+
     code = "message_not_found"
-
-    def __init__(self, thread_id: str, message_id: str) -> None:
-        super().__init__(f"no committed message {message_id!r} in thread {thread_id!r}")
-        self.thread_id = thread_id
-        self.message_id = message_id
-
-    def details(self) -> dict[str, Any]:
-        return {"thread_id": self.thread_id, "message_id": self.message_id}
+    template = "no committed message {e.message_id!r} in thread {e.thread_id!r}"
+    thread_id: str
+    message_id: str
 
 
+@dataclass(eq=False, repr=False)
 class RunNotFound(ThreadboxError):
+    """No run has this id."""
+
     code = "run_not_found"
-
-    def __init__(self, run_id: str) -> None:
-        super().__init__(f"run {run_id!r} not found")
-        self.run_id = run_id
-
-    def details(self) -> dict[str, Any]:
-        return {"run_id": self.run_id}
+    template = "run {e.run_id!r} not found"
+    run_id: str
 
 
+@dataclass(eq=False, repr=False)
 class NotPending(ThreadboxError):
-    """The message was pending once, and is not any more (its ``code`` says why)."""
+    """The message was pending once and is not any more; ``how`` it left sets the ``code``:
+    ``already_consumed`` (at ``seq``), ``retracted`` or ``expired``."""
 
-    def __init__(self, pending_id: str, how: str, seq: int | None = None) -> None:
-        where = f" at seq {seq}" if seq is not None else ""
-        super().__init__(f"message {pending_id!r} is no longer pending: {how}{where}")
-        self.pending_id = pending_id
-        self.code = {"consumed": "already_consumed"}.get(how, how)
-        self.seq = seq
+    template = "message {e.pending_id!r} is no longer pending: {e.how}{e.at_seq}"
+    message_only = frozenset({"how"})
+    pending_id: str
+    how: str
+    seq: int | None = None
 
-    def details(self) -> dict[str, Any]:
-        return {"pending_id": self.pending_id, "seq": self.seq}
+    def __post_init__(self) -> None:
+        self.code = "already_consumed" if self.how == "consumed" else self.how
+        super().__post_init__()
 
 
+@dataclass(eq=False, repr=False)
 class AlreadyConsumed(NotPending):
+    """The message was consumed by a freeze: it is committed at ``seq``."""
+
     code = "already_consumed"
+    pending_id: str
+    seq: int
+    how: str = field(default="consumed", init=False)
 
-    def __init__(self, pending_id: str, seq: int) -> None:
-        super().__init__(pending_id, "consumed", seq)
 
-
+@dataclass(eq=False, repr=False)
 class MessageIdInUse(ThreadboxError):
+    """The thread already used this message id: ``how`` (pending, committed at ``seq``,
+    retracted or expired)."""
+
     code = "message_id_in_use"
-
-    def __init__(self, message_id: str, how: str, seq: int | None = None) -> None:
-        where = f" at seq {seq}" if seq is not None else ""
-        super().__init__(f"message id {message_id!r} is already used in this thread: {how}{where}")
-        self.message_id = message_id
-        self.how = how
-        self.seq = seq
-
-    def details(self) -> dict[str, Any]:
-        return {"message_id": self.message_id, "how": self.how, "seq": self.seq}
+    template = "message id {e.message_id!r} is already used in this thread: {e.how}{e.at_seq}"
+    message_id: str
+    how: str
+    seq: int | None = None
 
 
+@dataclass(eq=False, repr=False)
 class RevisionConflict(ThreadboxError):
+    """The pending entry is not at the revision the caller expected."""
+
     code = "revision_conflict"
-
-    def __init__(self, expected: int, actual: int) -> None:
-        super().__init__(f"expected revision {expected}, the entry is at revision {actual}")
-        self.expected = expected
-        self.actual = actual
-
-    def details(self) -> dict[str, Any]:
-        return {"expected": self.expected, "actual": self.actual}
+    template = "expected revision {e.expected}, the entry is at revision {e.actual}"
+    expected: int
+    actual: int
 
 
+@dataclass(eq=False, repr=False)
 class VersionConflict(ThreadboxError):
+    """The thread is not at the version the caller expected."""
+
     code = "version_conflict"
-
-    def __init__(self, expected: int, actual: int) -> None:
-        super().__init__(f"expected thread version {expected}, the thread is at version {actual}")
-        self.expected = expected
-        self.actual = actual
-
-    def details(self) -> dict[str, Any]:
-        return {"expected": self.expected, "actual": self.actual}
+    template = "expected thread version {e.expected}, the thread is at version {e.actual}"
+    expected: int
+    actual: int
 
 
+@dataclass(eq=False, repr=False)
 class ReorderMismatch(ThreadboxError):
+    """A new order is not a permutation of the pending ids; the lists say how."""
+
     code = "reorder_mismatch"
+    template = "order is not a permutation of the pending ids ({e.listing})"
+    missing: list[str]
+    unknown: list[str]
+    duplicates: list[str]
+    not_pending: list[str]
 
-    def __init__(
-        self,
-        missing: Sequence[str],
-        unknown: Sequence[str],
-        duplicates: Sequence[str],
-        not_pending: Sequence[str],
-    ) -> None:
-        parts = [
-            f"{name}: {list(ids)}"
-            for name, ids in (
-                ("missing", missing),
-                ("unknown", unknown),
-                ("duplicates", duplicates),
-                ("not pending", not_pending),
-            )
-            if ids
+    @property
+    def listing(self) -> str:
+        """The non-empty lists, named (for the message)."""
+        named = [
+            ("missing", self.missing),
+            ("unknown", self.unknown),
+            ("duplicates", self.duplicates),
+            ("not pending", self.not_pending),
         ]
-        super().__init__("order is not a permutation of the pending ids (" + "; ".join(parts) + ")")
-        self.missing = list(missing)
-        self.unknown = list(unknown)
-        self.duplicates = list(duplicates)
-        self.not_pending = list(not_pending)
-
-    def details(self) -> dict[str, Any]:
-        return {
-            "missing": self.missing,
-            "unknown": self.unknown,
-            "duplicates": self.duplicates,
-            "not_pending": self.not_pending,
-        }
+        return "; ".join(f"{name}: {ids}" for name, ids in named if ids)
 
 
+@dataclass(eq=False, repr=False)
 class DeliveryBlocked(ThreadboxError):
+    """A submit cannot consume all its messages now: this pending entry stands in the way."""
+
     code = "delivery_blocked"
-
-    def __init__(self, blocking_pending_id: str) -> None:
-        super().__init__(
-            f"submit cannot consume its messages now: blocked by pending {blocking_pending_id!r}"
-        )
-        self.blocking_pending_id = blocking_pending_id
-
-    def details(self) -> dict[str, Any]:
-        return {"blocking_pending_id": self.blocking_pending_id}
+    template = (
+        "submit cannot consume its messages now: blocked by pending {e.blocking_pending_id!r}"
+    )
+    blocking_pending_id: str
 
 
+@dataclass(eq=False, repr=False)
 class RunNotRunning(ThreadboxError):
+    """The command needs this run to be the thread's running run; ``detail`` says which is."""
+
     code = "run_not_running"
-
-    def __init__(self, run_id: str | None, detail: str) -> None:
-        super().__init__(f"run {run_id!r} is not running: {detail}")
-        self.run_id = run_id
-
-    def details(self) -> dict[str, Any]:
-        return {"run_id": self.run_id}
+    template = "run {e.run_id!r} is not running: {e.detail}"
+    message_only = frozenset({"detail"})
+    run_id: str | None
+    detail: str
 
 
+@dataclass(eq=False, repr=False)
 class RunNotWaiting(ThreadboxError):
+    """The command needs this run to be the thread's waiting run; ``detail`` says which is."""
+
     code = "run_not_waiting"
-
-    def __init__(self, run_id: str | None, detail: str) -> None:
-        super().__init__(f"run {run_id!r} is not waiting: {detail}")
-        self.run_id = run_id
-
-    def details(self) -> dict[str, Any]:
-        return {"run_id": self.run_id}
+    template = "run {e.run_id!r} is not waiting: {e.detail}"
+    message_only = frozenset({"detail"})
+    run_id: str | None
+    detail: str
 
 
+@dataclass(eq=False, repr=False)
 class ThreadBusy(ThreadboxError):
+    """The thread's open run stands in the way of a new_run freeze."""
+
     code = "thread_busy"
-
-    def __init__(self, open_run_id: str, detail: str) -> None:
-        super().__init__(f"thread is busy with open run {open_run_id!r}: {detail}")
-        self.open_run_id = open_run_id
-
-    def details(self) -> dict[str, Any]:
-        return {"open_run_id": self.open_run_id}
+    template = "thread is busy with open run {e.open_run_id!r}: {e.detail}"
+    message_only = frozenset({"detail"})
+    open_run_id: str
+    detail: str
 
 
+@dataclass(eq=False, repr=False)
 class Contention(ThreadboxError):
+    """Other writers of the thread kept winning: the command gave up after ``attempts`` tries
+    and wrote nothing (trying again later is safe)."""
+
     code = "contention"
-
-    def __init__(self, thread_id: str, attempts: int) -> None:
-        super().__init__(
-            f"thread {thread_id!r}: gave up after {attempts} attempts, other writers kept winning"
-        )
-        self.thread_id = thread_id
-        self.attempts = attempts
-        self.retry_after = 1
-
-    def details(self) -> dict[str, Any]:
-        return {"thread_id": self.thread_id, "attempts": self.attempts}
+    template = (
+        "thread {e.thread_id!r}: gave up after {e.attempts} attempts, other writers kept winning"
+    )
+    thread_id: str
+    attempts: int

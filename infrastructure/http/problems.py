@@ -63,6 +63,10 @@ STATUS_BY_CODE: dict[str, int] = {
     code: status for error, status in STATUS_BY_ERROR.items() for code in codes_of(error)
 }
 
+# Seconds a client should wait after a 503 ``contention``: by then the writers that kept
+# winning have usually moved on (the mailbox has already retried with backoff).
+CONTENTION_RETRY_AFTER = 1
+
 TITLES: dict[int, str] = {
     400: "Bad request",
     401: "Unauthorized",
@@ -140,7 +144,7 @@ def error_response(error: errors.ThreadboxError) -> JSONResponse:
         raise error  # an error without a documented status: let it surface as a 500
     headers = {}
     if isinstance(error, errors.Contention):
-        headers["Retry-After"] = str(error.retry_after)
+        headers["Retry-After"] = str(CONTENTION_RETRY_AFTER)
     return problem_response(status, error.code, error.message, error.details(), headers)
 
 
