@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, get_args
 
 from pydantic import BaseModel, ConfigDict
 
@@ -151,21 +151,5 @@ AnyThreadEvent = (
     | CommittedMessageHidden
 )
 
-EVENT_TYPES: dict[str, type[ThreadEvent]] = {
-    cls.__name__: cls
-    for cls in (
-        ThreadOpened,
-        MessagesDelivered,
-        PendingMessageEdited,
-        PendingMessageRetracted,
-        PendingQueueReordered,
-        PendingMessagesExpired,
-        RunStarted,
-        RunResumed,
-        RunSuspended,
-        RunFinished,
-        PendingMessagesFrozen,
-        RunOutputCommitted,
-        CommittedMessageHidden,
-    )
-}
+# Every event type by its class name (the stored topic's last part), from the union above.
+EVENT_TYPES: dict[str, type[ThreadEvent]] = {cls.__name__: cls for cls in get_args(AnyThreadEvent)}

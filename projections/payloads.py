@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, TypedDict
 
+from threadbox.domain.events import EVENT_TYPES
+
 MessageJson = dict[str, Any]  # a Message as ``model_dump(mode="json")`` gives it
 ModeJson = dict[str, Any]  # a DeliveryMode likewise
 
@@ -105,24 +107,9 @@ class CommittedMessageHidden(ThreadEvent):
     reason: str
 
 
-PAYLOAD_TYPES: dict[str, type] = {
-    cls.__name__: cls
-    for cls in (
-        ThreadOpened,
-        MessagesDelivered,
-        PendingMessageEdited,
-        PendingMessageRetracted,
-        PendingQueueReordered,
-        PendingMessagesExpired,
-        RunStarted,
-        RunResumed,
-        RunSuspended,
-        RunFinished,
-        PendingMessagesFrozen,
-        RunOutputCommitted,
-        CommittedMessageHidden,
-    )
-}
+# The payload type of every event type, by name: the names come from the event union (a
+# missing TypedDict fails here, at import).
+PAYLOAD_TYPES: dict[str, type] = {name: globals()[name] for name in EVENT_TYPES}
 
 
 def view_timestamp(stored: str) -> str:
