@@ -22,7 +22,8 @@ from threadbox.domain.events import (
     RunOutputCommitted,
 )
 from threadbox.domain.records import RunStatus
-from threadbox.domain.thread import Thread, evolve, fold
+from threadbox.domain.results import thread_state
+from threadbox.domain.thread import Thread, apply_event, fold
 
 from .ports import EventStore, Progress, Views
 
@@ -89,7 +90,7 @@ def audit_thread(thread_id: str, events: list[AnyThreadEvent]) -> ThreadAudit:
 
     for event in events:
         try:
-            evolve(state, event)
+            apply_event(state, event)
         except Exception as e:  # a history that does not fold is the finding, not a crash
             problems.append(f"v{state.version + 1}: does not fold: {e!r}")
             break
@@ -131,8 +132,8 @@ def audit_reads(store: EventStore, thread_id: str, events: list[AnyThreadEvent])
     """The thread's own reads agree with the log: at past versions, and via snapshot + tail."""
     problems: list[str] = []
     for v in sorted({1, len(events) // 2 or 1, len(events)}):
-        if fold(thread_id, store.load(thread_id, upto=v)).to_state() != (
-            fold(thread_id, events[:v]).to_state()
+        if thread_state(fold(thread_id, store.load(thread_id, upto=v))) != (
+            thread_state(fold(thread_id, events[:v]))
         ):
             problems.append(f"state at v{v} differs from the fold of 1..{v}")
     snapshot = store.load_snapshot(thread_id)

@@ -9,12 +9,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from threadbox.application import inputs
 from threadbox.domain import commands as c
-from threadbox.domain import errors
-from threadbox.domain.decisions import decide
+from threadbox.domain import errors, results
+from threadbox.domain.decide import decide
 from threadbox.domain.events import AnyThreadEvent
 from threadbox.domain.records import (
     Checkpoint,
@@ -27,14 +27,17 @@ from threadbox.domain.records import (
     ThreadState,
     ThreadSummary,
 )
-from threadbox.domain.thread import Thread, evolve, fold
+from threadbox.domain.thread import Thread, apply_event, fold
 from threadbox.domain.values import DeliveryBoundary, DeliveryMode, Message
 
 from .ids import uuid7
 from .ports import EventStore, StreamConflict, Views
 from .settings import Settings
 
-T = TypeVar("T")
+C = TypeVar("C", bound=c.Command)
+R = TypeVar("R")
+# A command's result, from the command, the state it was decided on and its events.
+Outcome = Callable[[C, Thread, list[AnyThreadEvent]], R]
 log = logging.getLogger("threadbox")
 
 
@@ -77,8 +80,7 @@ class Mailbox:
     ) -> tuple[list[PendingEntry], int]:
         """``deliver``, with the thread version its write produced (for ETags)."""
         command = c.Deliver(self._messages(messages), inputs.mode(mode))
-        entries, version = self._transact_versioned(thread_id, command)
-        return cast(list[PendingEntry], entries), version
+        return self._transact_versioned(thread_id, command, results.delivered)
 
     def edit(
         self,
@@ -91,14 +93,14 @@ class Mailbox:
         msg = inputs.message(message, "message", self.settings.max_message_bytes)
         expected = inputs.guard(expected_revision, "expected_revision")
         command = c.Edit(inputs.identifier(pending_id, "pending_id"), msg, expected)
-        return cast(PendingEntry, self._transact(thread_id, command))
+        return self._transact(thread_id, command, results.edited)
 
     def retract(
         self, thread_id: str, pending_id: str, *, expected_revision: int | None = None
     ) -> PendingEntry:
         expected = inputs.guard(expected_revision, "expected_revision")
         command = c.Retract(inputs.identifier(pending_id, "pending_id"), expected)
-        return cast(PendingEntry, self._transact(thread_id, command))
+        return self._transact(thread_id, command, results.retracted)
 
     def reorder(
         self, thread_id: str, ordered_ids: Sequence[str], *, expected_version: int | None = None
@@ -114,8 +116,7 @@ class Mailbox:
         ):
             raise errors.InvalidInput("ordered_ids must be a list of pending ids", "ordered_ids")
         command = c.Reorder(tuple(ordered_ids), inputs.guard(expected_version, "expected_version"))
-        entries, version = self._transact_versioned(thread_id, command)
-        return cast(list[PendingEntry], entries), version
+        return self._transact_versioned(thread_id, command, results.reordered)
 
     def freeze(
         self,
@@ -127,7 +128,7 @@ class Mailbox:
     ) -> FreezeResult:
         expected = inputs.guard(expected_version, "expected_version")
         command = c.Freeze(inputs.boundary(boundary), inputs.identifier(run_id, "run_id"), expected)
-        return cast(FreezeResult, self._transact(thread_id, command))
+        return self._transact(thread_id, command, results.frozen)
 
     def submit(
         self,
@@ -139,12 +140,13 @@ class Mailbox:
         command = c.Submit(
             self._messages(messages), inputs.mode(mode), inputs.identifier(run_id, "run_id")
         )
-        return cast(FreezeResult, self._transact(thread_id, command))
+        return self._transact(thread_id, command, results.frozen)
 
     def suspend_run(self, thread_id: str, run_id: str, reason: str) -> None:
         if not isinstance(reason, str):
             raise errors.InvalidInput("reason must be a string", "reason")
-        self._transact(thread_id, c.SuspendRun(inputs.identifier(run_id, "run_id"), reason))
+        command = c.SuspendRun(inputs.identifier(run_id, "run_id"), reason)
+        self._transact(thread_id, command, results.nothing)
 
     def finish_run(
         self,
@@ -163,18 +165,19 @@ class Mailbox:
         if detail is not None and not isinstance(detail, str):
             raise errors.InvalidInput("detail must be a string", "detail")
         command = c.FinishRun(inputs.identifier(run_id, "run_id"), ending, detail)
-        return cast(list[str], self._transact(thread_id, command))
+        return self._transact(thread_id, command, results.expired)
 
     def commit_output(
         self, thread_id: str, run_id: str, messages: Sequence[Message | dict[str, Any]]
     ) -> list[CommittedMessage]:
         command = c.CommitOutput(inputs.identifier(run_id, "run_id"), self._messages(messages))
-        return cast(list[CommittedMessage], self._transact(thread_id, command))
+        return self._transact(thread_id, command, results.outputs)
 
     def hide(self, thread_id: str, message_id: str, reason: str) -> None:
         if not isinstance(reason, str):
             raise errors.InvalidInput("reason must be a string", "reason")
-        self._transact(thread_id, c.Hide(inputs.identifier(message_id, "message_id"), reason))
+        command = c.Hide(inputs.identifier(message_id, "message_id"), reason)
+        self._transact(thread_id, command, results.nothing)
 
     # ---- reads -----------------------------------------------------------------------------
 
@@ -188,7 +191,7 @@ class Mailbox:
             state = self._load(thread_id, refresh=True)
             if not state.exists:
                 raise errors.ThreadNotFound(thread_id)
-            return state.entries(), state.version
+            return results.pending_entries(state), state.version
 
     def committed(
         self,
@@ -258,7 +261,7 @@ class Mailbox:
                 f"thread {thread_id!r} has {events[-1].version} versions, not {at_version}",
                 "at_version",
             )
-        return fold(thread_id, events).to_state()
+        return results.thread_state(fold(thread_id, events))
 
     def history(
         self, thread_id: str, *, after_version: int = 0, limit: int | None = None
@@ -286,34 +289,37 @@ class Mailbox:
 
     # ---- the one way through ---------------------------------------------------------------
 
-    def _transact(self, thread_id: str, command: c.Command) -> Any:
-        return self._transact_versioned(thread_id, command)[0]
+    def _transact(self, thread_id: str, command: C, outcome: Outcome[C, R]) -> R:
+        return self._transact_versioned(thread_id, command, outcome)[0]
 
-    def _transact_versioned(self, thread_id: str, command: c.Command) -> tuple[Any, int]:
+    def _transact_versioned(
+        self, thread_id: str, command: C, outcome: Outcome[C, R]
+    ) -> tuple[R, int]:
         thread_id = inputs.identifier(thread_id, "thread_id")
         with self._stripe(thread_id):
             state = self._load(thread_id)
             for attempt in range(self.settings.max_attempts):
                 try:
-                    decision = decide(state, command, self._clock())
+                    events = decide(state, command, self._clock())
                 except errors.ThreadboxError:
                     if self._refresh(state):
                         continue  # decided on a stale state: decide again on the latest
                     raise
-                if not decision.events:
+                if not events:
                     if self._refresh(state):
                         continue
-                    return decision.result, state.version
+                    return outcome(command, state, events), state.version
                 try:
-                    self.store.append(decision.events)
+                    self.store.append(events)
                 except StreamConflict:
                     with self._counting:
                         self.conflicts += 1
                     self._refresh(state)
                     self._backoff(attempt)
                     continue
-                self._applied(state, decision.events)
-                return decision.result, state.version
+                result = outcome(command, state, events)  # read before the state moves on
+                self._applied(state, events)
+                return result, state.version
             raise errors.Contention(thread_id, self.settings.max_attempts)
 
     def _stripe(self, thread_id: str) -> threading.Lock:
@@ -349,13 +355,13 @@ class Mailbox:
     def _fold(self, state: Thread, events: Iterable[AnyThreadEvent]) -> None:
         try:
             for event in events:
-                evolve(state, event)
+                apply_event(state, event)
         except Exception:
             with self._cache_lock:
                 self._cache.pop(state.thread_id, None)
             raise
 
-    def _applied(self, state: Thread, events: Sequence[Any]) -> None:
+    def _applied(self, state: Thread, events: Sequence[AnyThreadEvent]) -> None:
         before = state.version
         self._fold(state, events)
         interval = self._snapshot_every(state)

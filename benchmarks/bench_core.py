@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 import threadbox
 from common import (
@@ -31,9 +31,9 @@ from common import (
 from eventsourcing.persistence import StoredEvent
 from threadbox import DeliveryBoundary, DeliveryMode, Mailbox, Message
 from threadbox.domain import commands as c
-from threadbox.domain.decisions import decide
-from threadbox.domain.events import AnyThreadEvent, ThreadEvent
-from threadbox.domain.thread import Thread, evolve
+from threadbox.domain.decide import decide
+from threadbox.domain.events import ThreadEvent
+from threadbox.domain.thread import Thread, apply_event
 from threadbox.infrastructure.codec import encode_event, stream_id
 
 TEXT = "Please look at the failing build and tell me which test broke it."  # a typical turn
@@ -114,10 +114,10 @@ def build_thread(
                 else:
                     command = c.Freeze(DeliveryBoundary.NEXT_STEP, run_id)
                 step += 1
-                decision = decide(state, command, datetime.now(UTC))
-                for event in decision.events:
-                    evolve(state, cast(AnyThreadEvent, event))
-                written.extend(decision.events)
+                events = decide(state, command, datetime.now(UTC))
+                for event in events:
+                    apply_event(state, event)
+                written.extend(events)
             mailbox.store.append(written)
             crossed = state.version // interval > before // interval
             if crossed and (every_snapshot or state.version >= events):

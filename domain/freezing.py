@@ -8,17 +8,9 @@ from datetime import datetime
 
 from . import errors
 from .commands import Freeze, Submit
-from .decision import (
-    Decision,
-    Emitter,
-    check_delivery_mode,
-    expiring,
-    in_use,
-    require_thread,
-    require_unique_ids,
-    require_version,
-)
+from .emitter import Emitter
 from .events import (
+    AnyThreadEvent,
     DeliveredMessage,
     FrozenMessage,
     MessagesDelivered,
@@ -29,7 +21,14 @@ from .events import (
     RunStarted,
     ThreadOpened,
 )
-from .records import CommitKind, CommittedMessage, FreezeResult, RunStatus, Termination
+from .guards import (
+    check_delivery_mode,
+    in_use,
+    require_thread,
+    require_unique_ids,
+    require_version,
+)
+from .records import RunStatus, Termination
 from .selection import Scan, scan_for_freeze
 from .thread import Pending, Thread
 from .values import DeliveryBoundary
@@ -83,9 +82,8 @@ def _commit_input(
     boundary: DeliveryBoundary,
     run_id: str,
     expired: list[str],
-) -> FreezeResult:
+) -> None:
     """The events of a non-empty freeze, in the fixed order of SEMANTICS §5."""
-    state = emit.state
     if plan.interrupted is not None:
         emit(
             RunFinished,
@@ -99,14 +97,14 @@ def _commit_input(
         emit(RunStarted, run_id=run_id, boundary=boundary)
     elif plan.resume:
         emit(RunResumed, run_id=run_id, boundary=boundary)
-    first = state.last_seq + 1
+    first = emit.state.last_seq + 1
     frozen = [
         FrozenMessage(
             seq=first + n, message=queue[i].message, mode=queue[i].mode, revision=queue[i].revision
         )
         for n, i in enumerate(selected)
     ]
-    event = emit(
+    emit(
         PendingMessagesFrozen,
         run_id=run_id,
         boundary=boundary,
@@ -114,53 +112,27 @@ def _commit_input(
         last_seq=first + len(frozen) - 1,
         messages=frozen,
     )
-    committed = [
-        CommittedMessage(
-            thread_id=state.thread_id,
-            seq=f.seq,
-            message=f.message,
-            run_id=run_id,
-            kind=CommitKind.INPUT,
-            boundary=boundary,
-            visible=True,
-            committed_at=event.timestamp,
-        )
-        for f in frozen
-    ]
-    return FreezeResult(
-        thread_id=state.thread_id,
-        run_id=run_id,
-        boundary=boundary,
-        committed=committed,
-        version=emit.version,
-        interrupted_run_id=plan.interrupted,
-        expired=expired if plan.interrupted else [],
-    )
 
 
-def freeze(state: Thread, command: Freeze, now: datetime) -> Decision[FreezeResult]:
+def freeze(state: Thread, command: Freeze, now: datetime) -> list[AnyThreadEvent]:
+    """Commit the entries a freeze at the boundary selects (none: nothing happens, no run
+    changes); the run rules apply even then."""
     require_thread(state)
     require_version(state, command.expected_version)
     boundary, run_id = command.boundary, command.run_id
     plan = _plan_runs(state, boundary, run_id)
-    expired = expiring(state, plan.interrupted) if plan.interrupted else []
+    expired = state.expiring(plan.interrupted) if plan.interrupted else []
     queue = [p for p in state.pending if p.pending_id not in set(expired)]
     scan = scan_for_freeze(queue, boundary, run_id)
     if not scan.selected:
-        empty = FreezeResult(
-            thread_id=state.thread_id,
-            run_id=run_id,
-            boundary=boundary,
-            committed=[],
-            version=state.version,
-        )
-        return Decision([], empty)
+        return []
     emit = Emitter(state, now)
-    result = _commit_input(emit, queue, scan.selected, plan, boundary, run_id, expired)
-    return Decision(emit.events, result)
+    _commit_input(emit, queue, scan.selected, plan, boundary, run_id, expired)
+    return emit.events
 
 
-def submit(state: Thread, command: Submit, now: datetime) -> Decision[FreezeResult]:
+def submit(state: Thread, command: Submit, now: datetime) -> list[AnyThreadEvent]:
+    """Deliver and freeze in one write: every message is consumed now, or nothing is written."""
     if not command.messages:
         raise errors.InvalidInput("submit needs at least one message", "messages")
     mode, run_id = command.mode, command.run_id
@@ -170,8 +142,8 @@ def submit(state: Thread, command: Submit, now: datetime) -> Decision[FreezeResu
         if message_id in state.used:
             raise in_use(state, message_id)
     plan = _plan_runs(state, mode.boundary, run_id)
-    expired = expiring(state, plan.interrupted) if plan.interrupted else []
-    new = [Pending(m, mode, 1, now, now, m) for m in command.messages]
+    expired = state.expiring(plan.interrupted) if plan.interrupted else []
+    new = [Pending(i, m, mode, 1, now, now, m) for i, m in zip(ids, command.messages, strict=True)]
     queue = [p for p in state.pending if p.pending_id not in set(expired)] + new
     scan = scan_for_freeze(queue, mode.boundary, run_id)
     first_new = len(queue) - len(new)
@@ -184,8 +156,8 @@ def submit(state: Thread, command: Submit, now: datetime) -> Decision[FreezeResu
         MessagesDelivered,
         messages=[DeliveredMessage(message=m, mode=mode) for m in command.messages],
     )
-    result = _commit_input(emit, queue, scan.selected, plan, mode.boundary, run_id, expired)
-    return Decision(emit.events, result)
+    _commit_input(emit, queue, scan.selected, plan, mode.boundary, run_id, expired)
+    return emit.events
 
 
 def _blocked(queue: Sequence[Pending], scan: Scan, first_new: int, run_id: str) -> Exception:
@@ -193,9 +165,11 @@ def _blocked(queue: Sequence[Pending], scan: Scan, first_new: int, run_id: str) 
     selection stopped at; when it stopped on a submitted message, the first selected entry, or
     else the skipped entry a barrier may not pass. A submitted mode that this very freeze can
     never consume is invalid input, not a blocked delivery."""
-    stop = scan.stopped_at
-    assert stop is not None, "a scan that ran off the queue's end selected every new entry"
-    if stop < first_new or stop in scan.selected:
+    selected = set(scan.selected)
+    stop = scan.stopped_at  # None only if the scan passed a new entry by: then stop at it
+    if stop is None:
+        stop = next(i for i in range(first_new, len(queue)) if i not in selected)
+    if stop < first_new or stop in selected:
         return errors.DeliveryBlocked(queue[stop].pending_id)
     if scan.selected:
         return errors.DeliveryBlocked(queue[scan.selected[0]].pending_id)

@@ -7,9 +7,17 @@ from datetime import datetime
 
 from . import errors
 from .commands import Deliver, Edit, Reorder, Retract
-from .decision import (
-    Decision,
-    Emitter,
+from .emitter import Emitter
+from .events import (
+    AnyThreadEvent,
+    DeliveredMessage,
+    MessagesDelivered,
+    PendingMessageEdited,
+    PendingMessageRetracted,
+    PendingQueueReordered,
+    ThreadOpened,
+)
+from .guards import (
     check_delivery_mode,
     check_mode_shape,
     find_pending,
@@ -18,69 +26,42 @@ from .decision import (
     require_unique_ids,
     require_version,
 )
-from .events import (
-    DeliveredMessage,
-    MessagesDelivered,
-    PendingMessageEdited,
-    PendingMessageRetracted,
-    PendingQueueReordered,
-    ThreadOpened,
-)
-from .records import PendingEntry
 from .thread import Thread
-from .values import Message
+from .values import DeliveryMode, Message
 
 
-def deliver(state: Thread, command: Deliver, now: datetime) -> Decision[list[PendingEntry]]:
+def _is_new(state: Thread, message_id: str, message: Message, mode: DeliveryMode) -> bool:
+    """True for an unused id, False for a repeat of the very delivery of a message still
+    pending (an idempotent no-op); any other use of the id is an error."""
+    if message_id not in state.used:
+        return True
+    found = state.find_pending(message_id)
+    if found and found[1].original == message and found[1].mode == mode:
+        return False
+    raise in_use(state, message_id)
+
+
+def deliver(state: Thread, command: Deliver, now: datetime) -> list[AnyThreadEvent]:
+    """Append the messages to the pending zone; a repeated delivery of one is a no-op."""
     check_mode_shape(command.mode)
-    require_unique_ids(command.messages)
+    ids = require_unique_ids(command.messages)
+    pairs = zip(ids, command.messages, strict=True)
+    new = [message for i, message in pairs if _is_new(state, i, message, command.mode)]
+    if not new:
+        return []
+    # The run a mode targets is checked for new messages only: a retried identical delivery
+    # (or an empty one) stays a no-op even after that run has moved on.
+    check_delivery_mode(state, command.mode)
     emit = Emitter(state, now)
-    results: list[PendingEntry | None] = []
-    new: list[Message] = []
-    for message in command.messages:
-        assert message.id is not None
-        if message.id in state.used:
-            found = state.find_pending(message.id)
-            if found and found[1].original == message and found[1].mode == command.mode:
-                results.append(state.entry(found[0]))
-                continue
-            raise in_use(state, message.id)
-        new.append(message)
-        results.append(None)
-    if new:
-        # The run a mode targets is checked for new messages only: a retried identical delivery
-        # (or an empty one) stays a no-op even after that run has moved on.
-        check_delivery_mode(state, command.mode)
-        if not state.exists:
-            emit(ThreadOpened)
-        emit(
-            MessagesDelivered,
-            messages=[DeliveredMessage(message=m, mode=command.mode) for m in new],
-        )
-    fresh = iter(new)
-    position = len(state.pending)
-    entries: list[PendingEntry] = []
-    for result in results:
-        if result is None:
-            position += 1
-            message = next(fresh)
-            assert message.id is not None
-            result = PendingEntry(
-                pending_id=message.id,
-                thread_id=state.thread_id,
-                position=position,
-                revision=1,
-                message=message,
-                mode=command.mode,
-                delivered_at=now,
-                updated_at=now,
-            )
-        entries.append(result)
-    return Decision(emit.events, entries)
+    if not state.exists:
+        emit(ThreadOpened)
+    emit(MessagesDelivered, messages=[DeliveredMessage(message=m, mode=command.mode) for m in new])
+    return emit.events
 
 
-def edit(state: Thread, command: Edit, now: datetime) -> Decision[PendingEntry]:
-    index, item = find_pending(state, command.pending_id, command.expected_revision)
+def edit(state: Thread, command: Edit, now: datetime) -> list[AnyThreadEvent]:
+    """Replace a pending message's content; the same content again is a no-op."""
+    _, item = find_pending(state, command.pending_id, command.expected_revision)
     if command.message.id is not None and command.message.id != command.pending_id:
         raise errors.InvalidInput(
             f"the message id {command.message.id!r} differs from the pending id "
@@ -89,7 +70,7 @@ def edit(state: Thread, command: Edit, now: datetime) -> Decision[PendingEntry]:
         )
     message = command.message.with_id(command.pending_id)
     if message == item.message:
-        return Decision([], state.entry(index))
+        return []
     emit = Emitter(state, now)
     emit(
         PendingMessageEdited,
@@ -97,20 +78,19 @@ def edit(state: Thread, command: Edit, now: datetime) -> Decision[PendingEntry]:
         message=message,
         revision=item.revision + 1,
     )
-    entry = state.entry(index).model_copy(
-        update={"message": message, "revision": item.revision + 1, "updated_at": now}
-    )
-    return Decision(emit.events, entry)
+    return emit.events
 
 
-def retract(state: Thread, command: Retract, now: datetime) -> Decision[PendingEntry]:
-    index, item = find_pending(state, command.pending_id, command.expected_revision)
+def retract(state: Thread, command: Retract, now: datetime) -> list[AnyThreadEvent]:
+    """Take a pending message back before the model reads it."""
+    _, item = find_pending(state, command.pending_id, command.expected_revision)
     emit = Emitter(state, now)
     emit(PendingMessageRetracted, pending_id=command.pending_id, revision=item.revision)
-    return Decision(emit.events, state.entry(index))
+    return emit.events
 
 
-def reorder(state: Thread, command: Reorder, now: datetime) -> Decision[list[PendingEntry]]:
+def reorder(state: Thread, command: Reorder, now: datetime) -> list[AnyThreadEvent]:
+    """Put the pending zone in a new order (a permutation of it); the same order is a no-op."""
     require_thread(state)
     require_version(state, command.expected_version)
     current = [p.pending_id for p in state.pending]
@@ -125,13 +105,8 @@ def reorder(state: Thread, command: Reorder, now: datetime) -> Decision[list[Pen
     )
     if mismatch.missing or mismatch.unknown or mismatch.duplicates or mismatch.not_pending:
         raise mismatch
-    position = {pending_id: index for index, pending_id in enumerate(current)}
-    entries = [
-        state.entry(position[i]).model_copy(update={"position": n})
-        for n, i in enumerate(wanted, start=1)
-    ]
     if wanted == current:
-        return Decision([], entries)
+        return []
     emit = Emitter(state, now)
     emit(PendingQueueReordered, order=wanted)
-    return Decision(emit.events, entries)
+    return emit.events

@@ -1,8 +1,8 @@
-"""The thread aggregate's state and its fold: ``evolve(state, event) -> state``.
+"""The thread aggregate's state and its fold: ``apply_event(state, event)``, ``fold``.
 
-The fold updates the state in place (one event costs O(size of the event), not O(size of the
-thread): a 100,000-event thread folds in linear time). Decisions never mutate a state; callers
-that need the old state keep a ``copy()`` (ADR 0002).
+``apply_event`` updates the state in place — it is a mutation, and named so: one event costs
+O(size of the event), not O(size of the thread), so a 100,000-event thread folds in linear time.
+Decisions never mutate a state; callers that need the old state keep a ``copy()`` (ADR 0002).
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ from .events import (
     RunResumed,
     RunStarted,
     RunSuspended,
+    ThreadEvent,
     ThreadOpened,
 )
-from .records import PendingEntry, RunRecord, RunStatus, Termination, ThreadState
+from .records import RunStatus, Termination
 from .values import DeliveryMode, Message
 
 # How a message id was used: ("pending", None), ("committed", seq), ("retracted", None), ...
@@ -37,6 +38,9 @@ Usage = tuple[str, int | None]
 
 @dataclass
 class Pending:
+    """A message in the pending zone, as decisions read it."""
+
+    pending_id: str  # its message's id
     message: Message
     mode: DeliveryMode
     revision: int
@@ -44,14 +48,11 @@ class Pending:
     updated_at: datetime
     original: Message  # as first delivered: a repeat of it is an idempotent no-op
 
-    @property
-    def pending_id(self) -> str:
-        assert self.message.id is not None
-        return self.message.id
-
 
 @dataclass
 class Run:
+    """A run of the thread: its status and what it read and wrote."""
+
     run_id: str
     status: RunStatus
     started_at: datetime
@@ -66,6 +67,8 @@ class Run:
 
 @dataclass
 class Thread:
+    """Everything decisions read about one thread, folded from its events."""
+
     thread_id: str
     version: int = 0
     pending: list[Pending] = field(default_factory=list)
@@ -81,37 +84,51 @@ class Thread:
 
     @property
     def exists(self) -> bool:
+        """Has the thread any event (it exists from its first one)?"""
         return self.version > 0
 
     def run_id_used(self, run_id: str) -> bool:
+        """Has any run of this thread had this id (run ids are never reused)?"""
         return run_id in self.runs or run_id in self.earlier_run_ids
 
     @property
     def open_run(self) -> Run | None:
+        """The run that is running or waiting, if any (at most one is open)."""
         return self.runs[self.open_run_id] if self.open_run_id is not None else None
 
     @property
     def running_run_id(self) -> str | None:
+        """The open run's id while it is running."""
         run = self.open_run
         return run.run_id if run is not None and run.status is RunStatus.RUNNING else None
 
     @property
     def waiting_run_id(self) -> str | None:
+        """The open run's id while it waits (suspended)."""
         run = self.open_run
         return run.run_id if run is not None and run.status is RunStatus.WAITING else None
 
     def find_pending(self, pending_id: str) -> tuple[int, Pending] | None:
+        """The pending entry with this id and its index in the queue, or None."""
         for index, item in enumerate(self.pending):
             if item.pending_id == pending_id:
                 return index, item
         return None
+
+    def expiring(self, run_id: str) -> list[str]:
+        """Pending entries that only ``run_id`` could consume: they expire when it ends."""
+        return [
+            p.pending_id
+            for p in self.pending
+            if p.mode.target_run_id == run_id and not p.mode.fallback_to_new_run
+        ]
 
     def decision_state(self) -> tuple[object, ...]:
         """Everything a decision reads (all a snapshot keeps): equal for two states means the
         same decisions, whatever run history either holds."""
         return (
             self.version,
-            self.entries(),
+            self.pending,
             self.used,
             self.hidden,
             self.last_seq,
@@ -120,51 +137,8 @@ class Thread:
         )
 
     def copy(self) -> Thread:
+        """A deep copy: folding into it leaves this state as it is."""
         return copy.deepcopy(self)
-
-    def entry(self, index: int) -> PendingEntry:
-        item = self.pending[index]
-        return PendingEntry(
-            pending_id=item.pending_id,
-            thread_id=self.thread_id,
-            position=index + 1,
-            revision=item.revision,
-            message=item.message,
-            mode=item.mode,
-            delivered_at=item.delivered_at,
-            updated_at=item.updated_at,
-        )
-
-    def entries(self) -> list[PendingEntry]:
-        return [self.entry(i) for i in range(len(self.pending))]
-
-    def run_record(self, run: Run) -> RunRecord:
-        return RunRecord(
-            run_id=run.run_id,
-            thread_id=self.thread_id,
-            status=run.status,
-            termination=run.termination,
-            detail=run.detail,
-            trigger_message_ids=list(run.trigger_message_ids),
-            input_ranges=list(run.input_ranges),
-            output_message_ids=list(run.output_message_ids),
-            freeze_count=run.freeze_count,
-            started_at=run.started_at,
-            finished_at=run.finished_at,
-        )
-
-    def to_state(self) -> ThreadState:
-        if not self.runs_complete:
-            raise ValueError("a state restored from a snapshot lacks the run history: fold the log")
-        return ThreadState(
-            thread_id=self.thread_id,
-            version=self.version,
-            pending=self.entries(),
-            committed_count=self.last_seq,
-            running_run_id=self.running_run_id,
-            waiting_run_id=self.waiting_run_id,
-            runs=[self.run_record(run) for run in self.runs.values()],
-        )
 
 
 def _remove_pending(state: Thread, ids: set[str], fate: str) -> None:
@@ -173,8 +147,17 @@ def _remove_pending(state: Thread, ids: set[str], fate: str) -> None:
         state.used[pending_id] = (fate, None)
 
 
-def evolve(state: Thread, event: AnyThreadEvent) -> Thread:
-    """Apply one event; its version must be the next one."""
+def _message_id(message: Message, event: ThreadEvent) -> str:
+    if message.id is None:  # a decision assigns every id: a stored message without one is damage
+        raise ValueError(
+            f"thread {event.thread_id!r}: event version {event.version} holds a message "
+            "without an id"
+        )
+    return message.id
+
+
+def apply_event(state: Thread, event: AnyThreadEvent) -> None:
+    """Apply one event to ``state``, in place; its version must be the next one."""
     if event.version != state.version + 1:
         raise ValueError(
             f"thread {state.thread_id!r}: event version {event.version} "
@@ -187,12 +170,13 @@ def evolve(state: Thread, event: AnyThreadEvent) -> Thread:
             pass
         case MessagesDelivered(messages=delivered):
             for d in delivered:
-                assert d.message.id is not None
-                state.pending.append(Pending(d.message, d.mode, 1, at, at, d.message))
-                state.used[d.message.id] = ("pending", None)
+                pending_id = _message_id(d.message, event)
+                state.pending.append(Pending(pending_id, d.message, d.mode, 1, at, at, d.message))
+                state.used[pending_id] = ("pending", None)
         case PendingMessageEdited(pending_id=pending_id, message=message, revision=revision):
             found = state.find_pending(pending_id)
-            assert found is not None, f"edit of unknown pending {pending_id!r}"
+            if found is None:
+                raise ValueError(f"thread {state.thread_id!r}: edit of unknown {pending_id!r}")
             item = found[1]
             item.message, item.revision, item.updated_at = message, revision, at
         case PendingMessageRetracted(pending_id=pending_id):
@@ -216,11 +200,11 @@ def evolve(state: Thread, event: AnyThreadEvent) -> Thread:
             run.finished_at = at
             state.open_run_id = None
         case PendingMessagesFrozen(run_id=run_id, messages=frozen, first_seq=first, last_seq=last):
-            ids = [m.message.id for m in frozen if m.message.id is not None]
-            state.pending = [p for p in state.pending if p.pending_id not in set(ids)]
-            for m in frozen:
-                assert m.message.id is not None
-                state.used[m.message.id] = ("committed", m.seq)
+            ids = [_message_id(m.message, event) for m in frozen]
+            committed = set(ids)
+            state.pending = [p for p in state.pending if p.pending_id not in committed]
+            for message_id, m in zip(ids, frozen, strict=True):
+                state.used[message_id] = ("committed", m.seq)
             state.last_seq = last
             run = state.runs[run_id]
             run.trigger_message_ids.extend(ids)
@@ -228,19 +212,19 @@ def evolve(state: Thread, event: AnyThreadEvent) -> Thread:
             run.freeze_count += 1
         case RunOutputCommitted(run_id=run_id, messages=outputs):
             for o in outputs:
-                assert o.message.id is not None
-                state.used[o.message.id] = ("committed", o.seq)
-                state.runs[run_id].output_message_ids.append(o.message.id)
+                message_id = _message_id(o.message, event)
+                state.used[message_id] = ("committed", o.seq)
+                state.runs[run_id].output_message_ids.append(message_id)
             state.last_seq = outputs[-1].seq
         case CommittedMessageHidden(message_id=message_id):
             state.hidden.add(message_id)
         case _:
             assert_never(event)
-    return state
 
 
 def fold(thread_id: str, events: list[AnyThreadEvent], state: Thread | None = None) -> Thread:
+    """The state after ``events``, applied to ``state`` (in place) or to a new thread."""
     state = state if state is not None else Thread(thread_id)
     for event in events:
-        evolve(state, event)
+        apply_event(state, event)
     return state

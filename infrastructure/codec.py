@@ -81,6 +81,7 @@ def _pending_from_json(d: dict[str, Any]) -> Pending:
     message = Message.model_validate(d["message"])
     original = message if d["original"] is None else Message.model_validate(d["original"])
     return Pending(
+        pending_id=d["message"]["id"],
         message=message,
         mode=DeliveryMode.model_validate(d["mode"]),
         revision=d["revision"],

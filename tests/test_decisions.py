@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from threadbox import DeliveryBoundary, DeliveryMode, Message, Termination
-from threadbox.domain import errors
+from threadbox.domain import errors, results
 from threadbox.domain.commands import (
     Command,
     CommitOutput,
@@ -23,7 +24,7 @@ from threadbox.domain.commands import (
     Submit,
     SuspendRun,
 )
-from threadbox.domain.decisions import Decision, decide
+from threadbox.domain.decide import decide
 from threadbox.domain.events import (
     AnyThreadEvent,
     CommittedMessageHidden,
@@ -62,31 +63,56 @@ def deliver(*ids: str, mode: DeliveryMode | None = None) -> Deliver:
     return Deliver(tuple(user(i) for i in ids), mode or DeliveryMode())
 
 
-def logged(decision: Decision[Any]) -> list[AnyThreadEvent]:
-    """The decision's events, as the log holds them (every decided event is one of the union)."""
-    return cast(list[AnyThreadEvent], decision.events)
+# The result each command returns, read from its events (``threadbox.domain.results``).
+RESULTS: dict[type[Any], Any] = {
+    Deliver: results.delivered,
+    Edit: results.edited,
+    Retract: results.retracted,
+    Reorder: results.reordered,
+    Freeze: results.frozen,
+    Submit: results.frozen,
+    SuspendRun: results.nothing,
+    FinishRun: results.expired,
+    CommitOutput: results.outputs,
+    Hide: results.nothing,
+}
+
+
+@dataclass
+class Decision:
+    """A decision's events, and the result its caller gets back."""
+
+    events: list[AnyThreadEvent]
+    result: Any
+
+
+def logged(decision: Decision) -> list[AnyThreadEvent]:
+    """The decision's events, as the log holds them."""
+    return decision.events
 
 
 def thread(*commands: Command) -> Thread:
     """The state after each command's events, decided in turn on a fresh thread."""
     state = Thread("t")
     for command in commands:
-        fold("t", logged(decide(state, command, T0)), state)
+        fold("t", decide(state, command, T0), state)
     return state
 
 
-def decided(state: Thread, command: Command) -> Decision[Any]:
+def decided(state: Thread, command: Command) -> Decision:
     before = state.copy()
-    decision = decide(state, command, NOW)
+    events = decide(state, command, NOW)
     assert state == before, "a decision never mutates the state it reads"
-    return decision
+    result = RESULTS[type(command)](command, state, events)
+    assert state == before, "a result never mutates the state it reads"
+    return Decision(events, result)
 
 
-def types(decision: Decision[Any]) -> list[str]:
+def types(decision: Decision) -> list[str]:
     return [type(e).__name__ for e in decision.events]
 
 
-def after(state: Thread, decision: Decision[Any]) -> Thread:
+def after(state: Thread, decision: Decision) -> Thread:
     return fold("t", logged(decision), state.copy())
 
 
@@ -224,7 +250,7 @@ def test_an_edit_replaces_the_content_and_keeps_position_and_mode() -> None:
         DeliveryMode(),
         NOW,
     )
-    assert after(state, decision).entry(1) == entry
+    assert results.pending_entry(after(state, decision), 1) == entry
 
 
 def test_an_edit_may_omit_the_message_id_but_not_change_it() -> None:
@@ -249,7 +275,7 @@ def test_a_retract_removes_the_entry_and_later_entries_move_up() -> None:
     assert isinstance(event, PendingMessageRetracted)
     assert (event.pending_id, event.revision) == ("b", 1)
     assert decision.result.pending_id == "b"
-    entries = after(state, decision).entries()
+    entries = results.pending_entries(after(state, decision))
     assert [(e.pending_id, e.position, e.revision) for e in entries] == [("a", 1, 1), ("c", 2, 2)]
 
 
@@ -308,7 +334,7 @@ def test_a_reorder_sets_the_new_order_and_keeps_revisions() -> None:
     assert event.order == ["c", "a", "b"]
     expected = [("c", 1, 1), ("a", 2, 2), ("b", 3, 1)]
     assert [(e.pending_id, e.position, e.revision) for e in decision.result] == expected
-    entries = after(state, decision).entries()
+    entries = results.pending_entries(after(state, decision))
     assert [(e.pending_id, e.position, e.revision) for e in entries] == expected
 
 

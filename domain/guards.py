@@ -1,79 +1,51 @@
-"""What every decision shares: the ``Decision`` it returns, the event emitter that stamps
-versions, and the guards that raise the errors of SEMANTICS §4."""
+"""The checks decisions share: each raises (or builds) the error of SEMANTICS §4 that a
+command meets when the thread's state does not allow it."""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Generic, TypeVar
 
 from . import errors
-from .events import ThreadEvent
 from .thread import Pending, Thread
 from .values import DeliveryBoundary, DeliveryMode, Message
 
 B = DeliveryBoundary
-T = TypeVar("T")
-E = TypeVar("E", bound=ThreadEvent)
-
-
-@dataclass
-class Decision(Generic[T]):
-    events: list[ThreadEvent]
-    result: T
-
-
-@dataclass
-class Emitter:
-    """Stamps thread id, consecutive versions and the decision's time on each event."""
-
-    state: Thread
-    now: datetime
-    events: list[ThreadEvent] = field(default_factory=list)
-
-    @property
-    def version(self) -> int:
-        return self.state.version + len(self.events)
-
-    def __call__(self, event_type: type[E], **payload: Any) -> E:
-        event = event_type(
-            thread_id=self.state.thread_id, version=self.version + 1, timestamp=self.now, **payload
-        )
-        self.events.append(event)
-        return event
 
 
 def require_thread(state: Thread) -> None:
+    """The thread must exist (have an event)."""
     if not state.exists:
         raise errors.ThreadNotFound(state.thread_id)
 
 
 def require_version(state: Thread, expected: int | None) -> None:
+    """The thread must be at the version the caller expects, if it expects one."""
     if expected is not None and expected != state.version:
         raise errors.VersionConflict(expected, state.version)
 
 
 def in_use(state: Thread, message_id: str) -> errors.MessageIdInUse:
+    """The error for a message id the thread already used."""
     how, seq = state.used[message_id]
     return errors.MessageIdInUse(message_id, how, seq)
 
 
 def not_pending(state: Thread, pending_id: str) -> errors.ThreadboxError:
-    usage = state.used.get(pending_id)
-    if usage is None:
-        return errors.PendingNotFound(state.thread_id, pending_id)
-    how, seq = usage
-    if how == "committed":
-        assert seq is not None
-        return errors.AlreadyConsumed(pending_id, seq)
-    return errors.NotPending(pending_id, how)
+    """The error for an id that names no pending entry: never delivered, or gone (and how)."""
+    match state.used.get(pending_id):
+        case None:
+            return errors.PendingNotFound(state.thread_id, pending_id)
+        case ("committed", int() as seq):
+            return errors.AlreadyConsumed(pending_id, seq)
+        case (how, seq):
+            return errors.NotPending(pending_id, how, seq)
 
 
 def find_pending(
     state: Thread, pending_id: str, expected_revision: int | None
 ) -> tuple[int, Pending]:
+    """The pending entry and its index; it must exist, at the expected revision if one is."""
     require_thread(state)
     found = state.find_pending(pending_id)
     if found is None:
@@ -84,6 +56,7 @@ def find_pending(
 
 
 def require_unique_ids(messages: Sequence[Message]) -> list[str]:
+    """The messages' ids: every message has one, and no two the same."""
     ids = [m.id for m in messages]
     if any(i is None for i in ids):
         raise errors.InvalidInput("every message needs an id before a decision", "messages.id")
@@ -115,12 +88,3 @@ def check_delivery_mode(state: Thread, mode: DeliveryMode) -> None:
         raise errors.RunNotRunning(
             mode.target_run_id, f"the running run is {state.running_run_id!r}"
         )
-
-
-def expiring(state: Thread, run_id: str) -> list[str]:
-    """Pending entries that only ``run_id`` could consume: they expire when it ends."""
-    return [
-        p.pending_id
-        for p in state.pending
-        if p.mode.target_run_id == run_id and not p.mode.fallback_to_new_run
-    ]

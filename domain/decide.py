@@ -1,14 +1,15 @@
-"""``decide(state, command, now) -> Decision(events, result)``: one entry point, one small
-function per command (in ``pending_zone``, ``freezing`` and ``runs``), all pure.
+"""``decide(state, command, now) -> events``: one entry point, one small function per command
+(in ``pending_zone``, ``freezing`` and ``runs``), all pure.
 
-A decision never mutates the state it reads. It returns the events to save (versions stamped
-consecutively after the state's) and the result the caller gets back once they are saved.
+A decision never mutates the state it reads. It returns the events to save, their versions
+stamped consecutively after the state's; none when the command changes nothing (an idempotent
+repeat). What the caller gets back is read from those events by ``results``.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import assert_never
 
 from .commands import (
     Command,
@@ -23,14 +24,16 @@ from .commands import (
     Submit,
     SuspendRun,
 )
-from .decision import Decision
+from .events import AnyThreadEvent
 from .freezing import freeze, submit
 from .pending_zone import deliver, edit, reorder, retract
 from .runs import commit_output, finish_run, hide, suspend_run
 from .thread import Thread
 
 
-def decide(state: Thread, command: Command, now: datetime) -> Decision[Any]:
+def decide(state: Thread, command: Command, now: datetime) -> list[AnyThreadEvent]:
+    """The events ``command`` produces on ``state`` at time ``now``; raises the command's
+    domain error (``threadbox.errors``) when the state does not allow it."""
     match command:
         case Deliver():
             return deliver(state, command, now)
@@ -52,6 +55,5 @@ def decide(state: Thread, command: Command, now: datetime) -> Decision[Any]:
             return commit_output(state, command, now)
         case Hide():
             return hide(state, command, now)
-
-
-__all__ = ["Decision", "decide"]
+        case _:
+            assert_never(command)
