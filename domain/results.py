@@ -37,6 +37,7 @@ from .records import (
     CommittedMessage,
     FreezeResult,
     PendingEntry,
+    RecordedEvent,
     RunRecord,
     Termination,
     ThreadState,
@@ -233,3 +234,11 @@ def outputs(
 def nothing(command: Command, state: Thread, events: Sequence[AnyThreadEvent]) -> None:
     """The result of a command that returns none (suspend, hide)."""
     return None
+
+
+def recorded_event(event: AnyThreadEvent) -> RecordedEvent:
+    """One event of the audit trail: its version, type, time and payload."""
+    data = event.model_dump(mode="json", exclude={"thread_id", "version", "timestamp"})
+    return RecordedEvent(
+        version=event.version, type=type(event).__name__, timestamp=event.timestamp, data=data
+    )
