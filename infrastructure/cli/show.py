@@ -25,22 +25,7 @@ def register(app: typer.Typer) -> None:
         session = session_of(ctx)
         with session.mailbox() as mailbox:
             state = mailbox.thread(thread, at_version=at_version)
-            # The committed zone is append-only: at version v it is seqs 1..committed_count,
-            # visible unless hidden by then (hiding is the one change a committed message sees).
-            committed = (
-                mailbox.committed(thread, limit=state.committed_count, include_hidden=True)
-                if state.committed_count
-                else []
-            )
-            if at_version is not None:
-                hidden = {
-                    e.data["message_id"]
-                    for e in mailbox.history(thread)
-                    if e.type == "CommittedMessageHidden" and e.version <= state.version
-                }
-                committed = [
-                    c.model_copy(update={"visible": c.message.id not in hidden}) for c in committed
-                ]
+            committed = mailbox.committed(thread, include_hidden=True, at_version=at_version)
             if as_json:
                 session.print_json(
                     {"thread": state.model_dump(mode="json"), "committed": committed}

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
-from threadbox import CommittedMessage, RunRecord, ThreadState, Visibility
+from threadbox import RunRecord, ThreadState
 from threadbox.errors import InvalidInput, RunNotFound, ThreadNotFound
 
 from .bodies import (
@@ -72,10 +72,6 @@ def thread(
     return state
 
 
-def _visible_to_readers(messages: list[CommittedMessage]) -> list[CommittedMessage]:
-    return [m for m in messages if m.message.visibility is not Visibility.INTERNAL]
-
-
 @router.get(
     "/v1/threads/{thread_id:id}/committed",
     response_model=CommittedPage,
@@ -96,23 +92,14 @@ def committed(
     include_hidden: bool = False,
     include_internal: bool = False,
 ) -> CommittedPage:
-
-    def page(after: int) -> list[CommittedMessage]:
-        return mailbox.committed(
-            thread_id, after_seq=after, limit=limit, include_hidden=include_hidden
-        )
-
-    if include_internal:
-        return CommittedPage(messages=page(after_seq))
-    # Internal messages are dropped after paging: read on until the page is full or the end.
-    found: list[CommittedMessage] = []
-    after = after_seq
-    while True:
-        batch = page(after)
-        found.extend(_visible_to_readers(batch))
-        if limit is None or not batch or len(found) >= limit:
-            return CommittedPage(messages=found[:limit])
-        after = batch[-1].seq
+    messages = mailbox.committed(
+        thread_id,
+        after_seq=after_seq,
+        limit=limit,
+        include_hidden=include_hidden,
+        include_internal=include_internal,
+    )
+    return CommittedPage(messages=messages)
 
 
 @router.get(
