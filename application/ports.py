@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from threadbox.domain.events import AnyThreadEvent, ThreadEvent
 from threadbox.domain.records import (
@@ -66,6 +66,41 @@ class EventStore(Protocol):
 
 
 Progress = Callable[[int, int], None]  # (done, total)
+
+
+@dataclass(frozen=True)
+class ArchivedEvent:
+    """One event as the store holds it, for export and import: its thread, version, type,
+    topic and payload exactly as stored (never upcast), so a copy has the same history."""
+
+    thread_id: str
+    version: int
+    type: str
+    topic: str
+    payload: dict[str, Any]
+
+
+@runtime_checkable
+class EventArchive(Protocol):
+    """Stored events as they are, in and out (what ``export`` reads and ``import`` appends)."""
+
+    def archived(self, thread_id: str) -> list[ArchivedEvent]:
+        """One thread's events, in version order."""
+
+    def archived_log(self, *, after: int, limit: int) -> list[tuple[int, ArchivedEvent]]:
+        """Every thread's events in log order, with their positions, after ``after``."""
+
+    def stored_version(self, thread_id: str) -> int:
+        """The thread's latest version in this store (0: no events)."""
+
+    def event_type_name(self, topic: str) -> str:
+        """The event type a stored topic names; ``ValueError`` if it names none."""
+
+    def append_archived(self, events: Sequence[ArchivedEvent]) -> None:
+        """Append events as they are, atomically; versions still guard (``StreamConflict``)."""
+
+    def last_position(self) -> int:
+        """The position of the newest event of the log (0: none)."""
 
 
 @dataclass

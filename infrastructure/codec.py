@@ -13,6 +13,7 @@ from typing import Any, cast
 
 import orjson
 from eventsourcing.persistence import StoredEvent
+from threadbox.application.ports import ArchivedEvent
 from threadbox.domain.events import EVENT_TYPES, AnyThreadEvent, ThreadEvent
 from threadbox.domain.records import RunStatus, Termination
 from threadbox.domain.thread import Pending, Run, Thread, Usage
@@ -61,6 +62,25 @@ def decode_payload(topic: str, state: bytes) -> tuple[type[ThreadEvent], dict[st
 def decode_event(stored: StoredEvent) -> AnyThreadEvent:
     cls, payload = decode_payload(stored.topic, stored.state)
     return cast(AnyThreadEvent, cls.model_validate(payload))
+
+
+def archived_of(stored: StoredEvent) -> ArchivedEvent:
+    """A stored event as export writes it: its payload as stored, not upcast."""
+    payload = orjson.loads(stored.state)
+    name = stored.topic.rpartition(":")[2]
+    return ArchivedEvent(
+        payload["thread_id"], stored.originator_version, name, stored.topic, payload
+    )
+
+
+def stored_of(event: ArchivedEvent) -> StoredEvent:
+    """An imported event, stored exactly as it was exported."""
+    return StoredEvent(
+        originator_id=stream_id(event.thread_id),
+        originator_version=event.version,
+        topic=event.topic,
+        state=orjson.dumps(event.payload),
+    )
 
 
 # ---- snapshots -------------------------------------------------------------------------------

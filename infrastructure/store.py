@@ -13,19 +13,21 @@ from eventsourcing.persistence import (
     ApplicationRecorder,
     InfrastructureFactory,
     IntegrityError,
-    StoredEvent,
 )
-from threadbox.application.ports import Notified, StoredPayload, StreamConflict
+from threadbox.application.ports import ArchivedEvent, Notified, StoredPayload, StreamConflict
 from threadbox.domain.errors import InvalidInput
 from threadbox.domain.events import AnyThreadEvent, ThreadEvent
 from threadbox.domain.thread import Thread
 
 from .codec import (
+    archived_of,
     decode_event,
     decode_payload,
     decode_snapshot,
     encode_event,
     encode_snapshot,
+    event_type,
+    stored_of,
     stream_id,
 )
 
@@ -117,23 +119,11 @@ class RecorderStore:
             raise StreamConflict(str(conflict)) from conflict
         return list(positions or [])
 
-    def append_stored(self, stored: Sequence[StoredEvent]) -> list[int]:
-        """Write already-encoded events as they are (import); versions still guard."""
-        try:
-            return list(self.events.insert_events(stored) or [])
-        except IntegrityError as conflict:
-            raise StreamConflict(str(conflict)) from conflict
-
-    def load_stored(
-        self, thread_id: str, *, after: int = 0, upto: int | None = None, limit: int | None = None
-    ) -> Sequence[StoredEvent]:
-        sid = stream_id(thread_id)
-        return self.events.select_events(sid, gt=after or None, lte=upto, limit=limit)
-
     def load(
         self, thread_id: str, *, after: int = 0, upto: int | None = None, limit: int | None = None
     ) -> list[AnyThreadEvent]:
-        stored = self.load_stored(thread_id, after=after, upto=upto, limit=limit)
+        sid = stream_id(thread_id)
+        stored = self.events.select_events(sid, gt=after or None, lte=upto, limit=limit)
         return [decode_event(s) for s in stored]
 
     def load_snapshot(self, thread_id: str) -> Thread | None:
@@ -175,23 +165,44 @@ class RecorderStore:
                     (sid, state.version),
                 )
 
-    def read_stored(self, *, after: int, limit: int, upto: int | None = None) -> Sequence[Any]:
+    def _read_stored(self, *, after: int, limit: int, upto: int | None = None) -> Sequence[Any]:
         return self.events.select_notifications(after, limit, stop=upto, inclusive_of_start=False)
 
     def read(self, *, after: int, limit: int, upto: int | None = None) -> list[Notified]:
         return [
             Notified(n.id, decode_event(n))
-            for n in self.read_stored(after=after, limit=limit, upto=upto)
+            for n in self._read_stored(after=after, limit=limit, upto=upto)
         ]
 
     def read_payloads(
         self, *, after: int, limit: int, upto: int | None = None
     ) -> list[StoredPayload]:
         result: list[StoredPayload] = []
-        for n in self.read_stored(after=after, limit=limit, upto=upto):
+        for n in self._read_stored(after=after, limit=limit, upto=upto):
             cls, payload = decode_payload(n.topic, n.state)
             result.append((n.id, cls.__name__, payload))
         return result
+
+    # ---- the archive of stored events (export and import) ----------------------------------
+
+    def archived(self, thread_id: str) -> list[ArchivedEvent]:
+        return [archived_of(s) for s in self.events.select_events(stream_id(thread_id))]
+
+    def archived_log(self, *, after: int, limit: int) -> list[tuple[int, ArchivedEvent]]:
+        return [(n.id, archived_of(n)) for n in self._read_stored(after=after, limit=limit)]
+
+    def stored_version(self, thread_id: str) -> int:
+        last = self.events.select_events(stream_id(thread_id), desc=True, limit=1)
+        return last[0].originator_version if last else 0
+
+    def event_type_name(self, topic: str) -> str:
+        return event_type(topic).__name__
+
+    def append_archived(self, events: Sequence[ArchivedEvent]) -> None:
+        try:
+            self.events.insert_events([stored_of(e) for e in events])
+        except IntegrityError as conflict:
+            raise StreamConflict(str(conflict)) from conflict
 
     def last_position(self) -> int:
         return self.events.max_notification_id() or 0
