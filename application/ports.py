@@ -1,13 +1,15 @@
-"""What the application needs from storage: the event store and the views (implemented in
-``threadbox.infrastructure`` and ``threadbox.projections``)."""
+"""What the application needs from the outside, as protocols: the event store, the views and
+where their rows live, an archive of stored events, and a way to learn of new events.
+``threadbox.infrastructure`` implements them; ``threadbox.open`` wires them together."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from threadbox.domain.events import AnyThreadEvent, ThreadEvent
+from threadbox.domain.events import AnyThreadEvent
 from threadbox.domain.records import (
     Checkpoint,
     CommittedMessage,
@@ -16,6 +18,8 @@ from threadbox.domain.records import (
     ThreadSummary,
 )
 from threadbox.domain.thread import Thread
+from threadbox.projections.changes import Change, Key, Row
+from threadbox.projections.tables import Tables
 
 
 class StreamConflict(Exception):
@@ -34,38 +38,45 @@ class Notified:
 # to the type's current version; the JSON form of ``threadbox.domain.events``).
 StoredPayload = tuple[int, str, dict[str, Any]]
 
+Progress = Callable[[int, int], None]  # (done, total)
+
 
 class EventStore(Protocol):
+    """Every thread's events, one stream per thread, in one log; and the threads' snapshots."""
+
     kind: str  # "memory", "sqlite" or "postgres"
 
-    def append(self, events: Sequence[ThreadEvent]) -> list[int]:
-        """Save the events atomically; their versions are the guard. Raises StreamConflict."""
+    def append(self, events: Sequence[AnyThreadEvent]) -> list[int]:
+        """Save the events atomically; their versions are the guard (``StreamConflict``)."""
 
     def load(
         self, thread_id: str, *, after: int = 0, upto: int | None = None, limit: int | None = None
-    ) -> list[AnyThreadEvent]: ...
+    ) -> list[AnyThreadEvent]:
+        """The thread's events after version ``after``, up to ``upto``, at most ``limit``."""
 
-    def load_snapshot(self, thread_id: str) -> Thread | None: ...
+    def load_snapshot(self, thread_id: str) -> Thread | None:
+        """The thread's latest snapshot, if one was saved (and its format is known)."""
 
-    def save_snapshot(self, state: Thread) -> None: ...
+    def save_snapshot(self, state: Thread) -> None:
+        """Save what decisions need of ``state``, at its version."""
 
     def read(self, *, after: int, limit: int, upto: int | None = None) -> list[Notified]:
         """Events of every thread in log order, with positions greater than ``after``."""
 
     def read_payloads(
         self, *, after: int, limit: int, upto: int | None = None
-    ) -> list[StoredPayload]:
-        """As ``read``, but the stored payloads undecoded (for the projections: fast)."""
+    ) -> Iterator[StoredPayload]:
+        """As ``read``, but the payloads as stored, without pydantic (for the projections),
+        each decoded only when the iterator reaches it."""
 
-    def last_position(self) -> int: ...
+    def last_position(self) -> int:
+        """The position of the newest event of the log (0: none)."""
 
     def ping(self) -> None:
         """Raise if the store cannot be reached."""
 
-    def close(self) -> None: ...
-
-
-Progress = Callable[[int, int], None]  # (done, total)
+    def close(self) -> None:
+        """Release the store's connections."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +116,8 @@ class EventArchive(Protocol):
 
 @dataclass
 class VerifyReport:
+    """What ``views.verify()`` found: ``ok`` when every view row matches a fold of the log."""
+
     ok: bool
     differences: list[str] = field(default_factory=list)
     events: int = 0
@@ -112,11 +125,14 @@ class VerifyReport:
 
 @dataclass(frozen=True)
 class ViewStatus:
+    """Where the views are in the log."""
+
     position: int
     log_position: int
 
     @property
     def lag(self) -> int:
+        """Events of the log the views have not applied yet."""
         return self.log_position - self.position
 
 
@@ -126,36 +142,48 @@ class Views(Protocol):
     def catch_up(self, until: int | None = None, progress: Progress | None = None) -> int:
         """Apply events up to ``until`` (default: the end of the log); returns the position."""
 
-    def rebuild(self, progress: Progress | None = None) -> int: ...
+    def rebuild(self, progress: Progress | None = None) -> int:
+        """Rebuild every view from the whole log, aside, then swap it in."""
 
-    def verify(self, progress: Progress | None = None) -> VerifyReport: ...
+    def verify(self, progress: Progress | None = None) -> VerifyReport:
+        """Compare every view row with an independent fold of the log."""
 
-    def status(self) -> ViewStatus: ...
+    def status(self) -> ViewStatus:
+        """How far the views are behind the log."""
 
-    def pending(self, thread_id: str) -> list[PendingEntry]: ...
+    def pending(self, thread_id: str) -> list[PendingEntry]:
+        """The thread's pending queue, in position order."""
 
     def committed(
         self, thread_id: str, *, after_seq: int, limit: int | None, include_hidden: bool
-    ) -> list[CommittedMessage]: ...
+    ) -> list[CommittedMessage]:
+        """The thread's committed messages after ``after_seq``, in seq order."""
 
-    def runs(self, thread_id: str) -> list[RunRecord]: ...
+    def runs(self, thread_id: str) -> list[RunRecord]:
+        """The thread's runs, in the order they started."""
 
-    def run(self, run_id: str) -> RunRecord | None: ...
+    def run(self, run_id: str) -> RunRecord | None:
+        """The latest run to start with this id, in any thread."""
 
-    def checkpoints(self, thread_id: str) -> list[Checkpoint]: ...
+    def checkpoints(self, thread_id: str) -> list[Checkpoint]:
+        """The thread's commits into its committed zone."""
 
-    def threads_with_pending(self, *, limit: int, after: str | None) -> list[str]: ...
+    def threads_with_pending(self, *, limit: int, after: str | None) -> list[str]:
+        """Ids of threads with pending work, ordered, after ``after``."""
 
     def threads(
         self, *, limit: int, after: str | None, has_pending: bool | None
-    ) -> list[ThreadSummary]: ...
+    ) -> list[ThreadSummary]:
+        """Thread summaries ordered by thread id, after ``after``."""
 
-    def thread_exists(self, thread_id: str) -> bool: ...
+    def thread_exists(self, thread_id: str) -> bool:
+        """Do the views know this thread?"""
 
     def add_listener(self, listener: Callable[[int], None]) -> None:
         """Call ``listener(position)`` whenever the views move past new events."""
 
-    def remove_listener(self, listener: Callable[[int], None]) -> None: ...
+    def remove_listener(self, listener: Callable[[int], None]) -> None:
+        """Stop calling ``listener``."""
 
     def start_following(self) -> None:
         """Catch up in a background thread from now on (for long-running processes)."""
@@ -163,4 +191,63 @@ class Views(Protocol):
     def stop_following(self) -> None:
         """Stop the background catch-up; raises if its latest attempt failed."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Stop following and release the views' connections."""
+
+
+class ViewBackend(Protocol):
+    """Where view rows live (memory, SQLite, PostgreSQL), with the position they reflect."""
+
+    # Errors that mean the database could not be used (connection lost, disk full, locked):
+    # they say nothing about the events, so catch-up raises them as they are.
+    unavailable: tuple[type[Exception], ...]
+
+    def position(self) -> int:
+        """The log position the views reflect (the tracking record)."""
+
+    def apply(self, changes: Sequence[Change], from_position: int, to_position: int) -> bool:
+        """Apply the changes and move the tracking position from ``from_position`` to
+        ``to_position`` in one transaction. False (and nothing written) if the tracking
+        position was not ``from_position``: another catch-up got there first."""
+
+    def replace_all(self, tables: Tables, position: int, progress: Progress | None) -> None:
+        """Swap in rebuilt views at ``position``, atomically: readers see old or new, whole."""
+
+    def dump(self) -> tuple[int, dict[str, dict[Key, Row]]]:
+        """The tracking position and every row, read in one consistent snapshot."""
+
+    def pending_rows(self, thread_id: str) -> list[Row]:
+        """The thread's pending rows, by position."""
+
+    def committed_rows(
+        self, thread_id: str, after_seq: int, limit: int | None, include_hidden: bool
+    ) -> list[Row]:
+        """The thread's committed rows after ``after_seq``, by seq, at most ``limit``."""
+
+    def run_rows(self, thread_id: str) -> list[Row]:
+        """The thread's run rows, in the order they started."""
+
+    def latest_run_row(self, run_id: str) -> Row | None:
+        """The row of the latest run to start with this id, in any thread."""
+
+    def checkpoint_rows(self, thread_id: str) -> list[Row]:
+        """The thread's checkpoint rows, by version."""
+
+    def thread_rows(self, limit: int, after: str | None, has_pending: bool | None) -> list[Row]:
+        """Thread summary rows ordered by thread_id, after the exclusive cursor ``after``."""
+
+    def thread_exists(self, thread_id: str) -> bool:
+        """Is there a summary row for this thread?"""
+
+    def close(self) -> None:
+        """Release the backend's connections."""
+
+
+class Wakeup(Protocol):
+    """How a background catch-up learns that new events may be in the log."""
+
+    def wait(self, stop: threading.Event) -> None:
+        """Return when new events may be in the log, when ``stop`` is set, or after a while."""
+
+    def close(self) -> None:
+        """Release what waiting holds (a connection)."""

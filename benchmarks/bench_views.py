@@ -24,12 +24,12 @@ import psycopg
 import threadbox
 from psycopg import sql
 from threadbox import DeliveryBoundary, DeliveryMode, Mailbox, Message
+from threadbox.application import views as engine
+from threadbox.application.views import ProjectedViews
 from threadbox.errors import ThreadboxError
 from threadbox.infrastructure.store import StoreLocation
-from threadbox.projections import engine
-from threadbox.projections.engine import ProjectedViews
-from threadbox.projections.sql_views import SqlViewBackend
-from threadbox.projections.sqlite_views import SqliteDialect
+from threadbox.infrastructure.views.sql import SqlViewBackend
+from threadbox.infrastructure.views.sqlite import SqliteDialect
 from threadbox.projections.tables import Tables
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"
@@ -122,7 +122,7 @@ def measure(kind: str, events: int, threads: int, baseline_events: int) -> dict[
         def read_payloads() -> None:
             """What the projections read: the stored JSON payloads, upcast, no pydantic."""
             position = 0
-            while batch := mb.store.read_payloads(after=position, limit=5000):
+            while batch := list(mb.store.read_payloads(after=position, limit=5000)):
                 position = batch[-1][0]
 
         def empty_views() -> None:

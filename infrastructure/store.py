@@ -176,12 +176,10 @@ class RecorderStore:
 
     def read_payloads(
         self, *, after: int, limit: int, upto: int | None = None
-    ) -> list[StoredPayload]:
-        result: list[StoredPayload] = []
+    ) -> Iterator[StoredPayload]:
         for n in self._read_stored(after=after, limit=limit, upto=upto):
             cls, payload = decode_payload(n.topic, n.state)
-            result.append((n.id, cls.__name__, payload))
-        return result
+            yield n.id, cls.__name__, payload
 
     # ---- the archive of stored events (export and import) ----------------------------------
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from threadbox.application.following import PollingWakeup
 from threadbox.application.mailbox import Mailbox
+from threadbox.application.ports import ViewBackend, Wakeup
 from threadbox.application.settings import Settings
-from threadbox.projections.backend import ViewBackend
-from threadbox.projections.engine import ProjectedViews
-from threadbox.projections.follower import ListeningWakeup, PollingWakeup, Wakeup
-from threadbox.projections.memory import MemoryViewBackend
+from threadbox.application.views import ProjectedViews
 
 from .store import RecorderStore, StoreLocation
+from .views.listening import ListeningWakeup
+from .views.memory import MemoryViewBackend
 
 EVENTS_CHANNEL = "stored_events"  # eventsourcing's PostgreSQL recorder NOTIFYs its table name
 
@@ -20,6 +21,8 @@ EVENTS_CHANNEL = "stored_events"  # eventsourcing's PostgreSQL recorder NOTIFYs 
 def open_mailbox(
     url: str | None, *, settings: Settings | None = None, env: Mapping[str, str] | None = None
 ) -> Mailbox:
+    """A mailbox on the store at ``url`` (else ``THREADBOX_URL`` from ``env``, else
+    ``sqlite:///./threadbox.db``), with its views in the same database."""
     source = os.environ if env is None else env
     url = url or source.get("THREADBOX_URL") or "sqlite:///./threadbox.db"
     location = StoreLocation.parse(url)
@@ -35,11 +38,11 @@ def open_mailbox(
 def view_backend(location: StoreLocation) -> tuple[ViewBackend, Wakeup]:
     """The views in the same database as the events, and how a follower learns of new ones."""
     if location.kind == "sqlite":
-        from threadbox.projections.sqlite_views import sqlite_view_backend
+        from .views.sqlite import sqlite_view_backend
 
         return sqlite_view_backend(location.sqlite_path), PollingWakeup(0.05)
     if location.kind == "postgres":
-        from threadbox.projections.postgres_views import postgres_view_backend
+        from .views.postgres import postgres_view_backend
 
         backend = postgres_view_backend(location.pg_conninfo, location.pg_schema)
         return backend, ListeningWakeup(location.pg_conninfo, EVENTS_CHANNEL, fallback=1.0)

@@ -15,6 +15,7 @@ from threadbox import (
     RunStatus,
     Termination,
 )
+from threadbox.application.views import ProjectedViews
 from threadbox.domain import results
 from threadbox.domain.thread import Thread, fold
 from threadbox.errors import (
@@ -34,8 +35,7 @@ from threadbox.errors import (
     ThreadNotFound,
     VersionConflict,
 )
-from threadbox.projections.engine import ProjectedViews
-from threadbox.projections.memory import MemoryViewBackend
+from threadbox.infrastructure.views.memory import MemoryViewBackend
 
 B = DeliveryBoundary
 T = "thread-1"

@@ -64,12 +64,12 @@ def test_read_payloads_gives_each_event_as_its_pydantic_event_dumps_it() -> None
     with threadbox.open("memory://") as mb:
         run_a_thread(mb)
         decoded = mb.store.read(after=0, limit=100)
-        raw = mb.store.read_payloads(after=0, limit=100)
+        raw = list(mb.store.read_payloads(after=0, limit=100))
         assert len(raw) == len(decoded) > 5
         for (position, name, payload), item in zip(raw, decoded, strict=True):
             assert (position, name) == (item.position, type(item.event).__name__)
             assert payload == item.event.model_dump(mode="json")
-        assert mb.store.read_payloads(after=2, limit=2, upto=3) == raw[2:3]
+        assert list(mb.store.read_payloads(after=2, limit=2, upto=3)) == raw[2:3]
 
 
 def run_a_thread(mb: Mailbox) -> None:

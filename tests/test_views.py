@@ -19,12 +19,12 @@ import threadbox
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from threadbox import DeliveryBoundary, Mailbox, Message, Termination
+from threadbox.application import views as engine
+from threadbox.application.following import FollowerFailed
+from threadbox.application.views import ProjectedViews, ProjectionFailed
 from threadbox.errors import ThreadboxError
 from threadbox.infrastructure.store import StoreLocation
-from threadbox.projections import engine
-from threadbox.projections.engine import ProjectedViews, ProjectionFailed
-from threadbox.projections.follower import FollowerFailed
-from threadbox.projections.memory import MemoryViewBackend
+from threadbox.infrastructure.views.memory import MemoryViewBackend
 
 B = DeliveryBoundary
 SQL_BACKENDS = ["sqlite", "postgres"]

@@ -11,7 +11,7 @@ import textwrap
 import pytest
 import threadbox
 from threadbox import DeliveryBoundary, Mailbox, Message
-from threadbox.projections.engine import ProjectedViews
+from threadbox.application.views import ProjectedViews
 
 pytestmark = pytest.mark.slow
 
@@ -21,13 +21,14 @@ CHILD = textwrap.dedent(
     """
     import sys
     import threadbox
-    from threadbox.projections import engine, sql_views
+    from threadbox.application import views
+    from threadbox.infrastructure.views import sql
 
     url, point = sys.argv[1], sys.argv[2]
     mailbox = threadbox.open(url)
-    engine.BATCH = 20
-    sql_views.BULK_ROWS = 50
-    Backend = sql_views.SqlViewBackend
+    views.BATCH = 20
+    sql.BULK_ROWS = 50
+    Backend = sql.SqlViewBackend
     calls = {"n": 0}
 
     def stop_here_on(name, nth):
@@ -50,7 +51,7 @@ CHILD = textwrap.dedent(
         stop_here_on("_fill", 3)
         mailbox.views.rebuild()
     else:
-        stop_here_on("_create_indexes", 2)  # inside the swap: old tables dropped, not committed
+        stop_here_on("_swap_table", 2)  # inside the swap: old tables dropped, not committed
         mailbox.views.rebuild()
     print("finished", flush=True)
     """

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .sql_views import SqlViewBackend
+import orjson
+
+from .sql import SqlViewBackend
 
 
 class SqliteDialect:
+    """SQLite: WAL mode, ``BEGIN IMMEDIATE`` for writes, JSON arrays as list parameters."""
+
     id_type = "TEXT"  # compared bytewise (BINARY): the order of Python's str
     int_type = "INTEGER"
     bool_type = "INTEGER"
     begin_write = "BEGIN IMMEDIATE"  # take the write lock before reading tracking
     begin_snapshot = "BEGIN"  # WAL: every read of a transaction sees one snapshot
     lock_tracking = ""
+    no_limit: int | None = -1  # a negative LIMIT has no upper bound
     unavailable: tuple[type[Exception], ...] = (sqlite3.OperationalError,)
 
     def __init__(self, path: str, busy_timeout: float = 30.0) -> None:
@@ -38,6 +43,7 @@ class SqliteDialect:
 
     @contextmanager
     def connection(self) -> Iterator[sqlite3.Connection]:
+        """An idle connection, or a new one; a connection that failed is closed, not reused."""
         with self._lock:
             conn = self._idle.pop() if self._idle else None
         if conn is None:
@@ -51,25 +57,39 @@ class SqliteDialect:
             self._idle.append(conn)
 
     def sql(self, text: str) -> str:
+        """SQLite's placeholders are ``?`` already."""
         return text
 
+    def in_list(self, column: str, integers: bool) -> str:
+        """``column`` is in a JSON array (one parameter, whatever its length)."""
+        return f"{column} IN (SELECT value FROM json_each(?))"
+
+    def list_parameter(self, values: list[Any]) -> Any:
+        """The values as a JSON array."""
+        return orjson.dumps(values).decode()
+
+    def bulk_statement(self, table: str, columns: tuple[str, ...]) -> str:
+        """A plain INSERT, run over many rows."""
+        return (
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+        )
+
     def guard_schema(self, conn: sqlite3.Connection) -> None:
+        """Nothing: ``BEGIN IMMEDIATE`` serialises schema creation."""
         return None  # BEGIN IMMEDIATE already lets one connection create the schema at a time
 
     def guard_rebuild(self, conn: sqlite3.Connection, held: bool) -> None:
+        """Nothing: rebuilds of one SQLite file are not coordinated (ADR 0005)."""
         return None  # not coordinated: run one rebuild at a time per SQLite file (ADR)
 
     def bulk_insert(
-        self,
-        conn: sqlite3.Connection,
-        table: str,
-        columns: Sequence[str],
-        rows: list[tuple[Any, ...]],
+        self, conn: sqlite3.Connection, statement: str, rows: list[tuple[Any, ...]]
     ) -> None:
-        marks = ", ".join("?" * len(columns))
-        conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+        """Insert the rows in one ``executemany``."""
+        conn.executemany(statement, rows)
 
     def close(self) -> None:
+        """Close the idle connections."""
         with self._lock:
             idle, self._idle = self._idle, []
         for conn in idle:
@@ -77,4 +97,5 @@ class SqliteDialect:
 
 
 def sqlite_view_backend(path: str) -> SqlViewBackend:
+    """The views in the SQLite file at ``path`` (the event database)."""
     return SqlViewBackend(SqliteDialect(path))

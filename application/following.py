@@ -1,8 +1,8 @@
 """Background catch-up: a daemon thread that keeps the views following the log.
 
-It wakes on PostgreSQL's NOTIFY (the event recorder notifies on every insert), with a timeout
-as a fallback, or polls on SQLite and memory. A failing catch-up is logged, kept visible in
-``status()`` and raised by ``stop()``; it is retried at the same event, never skipped.
+It waits on a ``Wakeup``: PostgreSQL's NOTIFY (``threadbox.infrastructure.views.listening``),
+or polling on SQLite and memory. A failing catch-up is logged, kept visible in ``status()`` and
+raised by ``stop()``; it is retried at the same event, never skipped.
 """
 
 from __future__ import annotations
@@ -11,58 +11,25 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
 
-import psycopg
-from psycopg import sql
+from .ports import Wakeup
 
 log = logging.getLogger("threadbox.views")
 
 
-class Wakeup(Protocol):
-    def wait(self, stop: threading.Event) -> None:
-        """Return when new events may be in the log, when ``stop`` is set, or after a while."""
-
-    def close(self) -> None: ...
-
-
 class PollingWakeup:
+    """Wakes every ``interval`` seconds (SQLite and memory have no notifications)."""
+
     def __init__(self, interval: float) -> None:
         self.interval = interval
 
     def wait(self, stop: threading.Event) -> None:
+        """Return after ``interval`` seconds, or at once when ``stop`` is set."""
         stop.wait(self.interval)
 
     def close(self) -> None:
+        """Nothing to release."""
         return None
-
-
-class ListeningWakeup:
-    """LISTEN on the events channel; the first wait only starts listening, so no insert made
-    after it can be missed by the catch-up that follows."""
-
-    def __init__(self, conninfo: str, channel: str, fallback: float) -> None:
-        self.conninfo = conninfo
-        self.channel = channel
-        self.fallback = fallback
-        self._conn: psycopg.Connection[Any] | None = None
-
-    def wait(self, stop: threading.Event) -> None:
-        if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.conninfo, autocommit=True)
-            self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
-            return
-        try:
-            for _ in self._conn.notifies(timeout=self.fallback, stop_after=1):
-                pass
-        except psycopg.Error:
-            self.close()  # reconnect and listen again on the next wait
-            raise
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
 
 
 class FollowerFailed(RuntimeError):
@@ -71,6 +38,8 @@ class FollowerFailed(RuntimeError):
 
 @dataclass(frozen=True)
 class FollowerStatus:
+    """Is the follower running, where is it, how often has it failed, and its last error."""
+
     running: bool
     position: int
     failures: int
@@ -78,6 +47,8 @@ class FollowerStatus:
 
 
 class Follower:
+    """A daemon thread: catch up, wait for news, again, until stopped."""
+
     def __init__(
         self, catch_up: Callable[[], int], wakeup: Wakeup, retry_interval: float = 1.0
     ) -> None:
@@ -91,9 +62,11 @@ class Follower:
         self._error: BaseException | None = None
 
     def start(self) -> None:
+        """Start following."""
         self._thread.start()
 
     def status(self) -> FollowerStatus:
+        """What the follower is doing now."""
         return FollowerStatus(self._thread.is_alive(), self._position, self._failures, self._error)
 
     def stop(self, timeout: float = 10.0) -> None:

@@ -7,12 +7,14 @@ import threading
 from collections.abc import Sequence
 
 from threadbox.application.ports import Progress
-
-from .changes import Change, Key, Row, thread_of
-from .tables import Tables
+from threadbox.projections.changes import Change, Key, Row, thread_of
+from threadbox.projections.tables import Tables
 
 
 class MemoryViewBackend:
+    """A ``ViewBackend`` in process memory (``memory://``): all or nothing per batch, like a
+    transaction."""
+
     unavailable: tuple[type[Exception], ...] = ()  # process memory is always there
 
     def __init__(self) -> None:

@@ -1,20 +1,13 @@
-"""The views kept from the log: catch-up (exactly once), rebuild (aside, then swap) and verify."""
+"""The views kept from the log: catch-up (exactly once), rebuild (aside, then swap) and verify,
+over the ``ViewBackend`` where their rows live. The projections (``threadbox.projections``) say
+what each event changes; this module decides when and in which transaction."""
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable, Sequence
 
-from threadbox.application.ports import (
-    EventStore,
-    Progress,
-    StoredPayload,
-    VerifyReport,
-    ViewStatus,
-)
 from threadbox.domain.records import (
     Checkpoint,
     CommittedMessage,
@@ -22,12 +15,20 @@ from threadbox.domain.records import (
     RunRecord,
     ThreadSummary,
 )
+from threadbox.projections import changes_for, reading
+from threadbox.projections.changes import Key, Row
+from threadbox.projections.tables import Tables
 
-from . import changes_for, reading
-from .backend import ViewBackend
-from .changes import Key, Row
-from .follower import Follower, FollowerFailed, FollowerStatus, PollingWakeup, Wakeup
-from .tables import Tables
+from .following import Follower, FollowerFailed, FollowerStatus, PollingWakeup
+from .ports import (
+    EventStore,
+    Progress,
+    StoredPayload,
+    VerifyReport,
+    ViewBackend,
+    ViewStatus,
+    Wakeup,
+)
 
 BATCH = 1000  # events per catch-up transaction
 log = logging.getLogger("threadbox.views")
@@ -51,53 +52,27 @@ def difference(table: str, key: Key, expected: Row | None, found: Row | None) ->
     return f"thread {key[0]!r} view_{table} key {key!r}: expected {expected}, found {found}"
 
 
-_folds = 0  # folds running in this process
-_resume_gc = False
-_folds_lock = threading.Lock()
-
-
-@contextmanager
-def cyclic_gc_paused() -> Iterator[None]:
-    """While a fold builds many long-lived acyclic rows, the cyclic collector would rescan the
-    growing heap again and again (about half the fold's time); a fold makes nothing it could
-    free. Process-wide: the collector resumes (if it ran before) when the last fold ends."""
-    global _folds, _resume_gc
-    with _folds_lock:
-        if _folds == 0 and gc.isenabled():
-            gc.disable()
-            _resume_gc = True
-        _folds += 1
-    try:
-        yield
-    finally:
-        with _folds_lock:
-            _folds -= 1
-            if _folds == 0 and _resume_gc:
-                _resume_gc = False
-                gc.enable()
-
-
 def fold_log(
     store: EventStore, upto: int | None = None, progress: Progress | None = None
 ) -> tuple[Tables, int]:
-    """Every view folded in memory from the log, independently of any view table."""
-    with cyclic_gc_paused():
-        return _fold(store, upto, progress)
+    """Every view folded in memory from the log, independently of any view table.
 
-
-def _fold(store: EventStore, upto: int | None, progress: Progress | None) -> tuple[Tables, int]:
+    Each payload is decoded when the fold reaches it and dropped once projected, so the
+    heap holds the rows and one batch of stored events, not a batch of decoded payloads:
+    the cyclic collector has little to scan, and the fold runs at full speed with it on."""
     tables = Tables()
+    apply = tables.apply
     position = 0
     total = upto if upto is not None else store.last_position()
     while True:
-        batch = store.read_payloads(after=position, limit=BATCH * 5, upto=upto)
-        if not batch:
-            return tables, position
-        apply = tables.apply
-        for at, event_type, payload in batch:
-            for change in changes_for(event_type, payload, at):
+        start = position
+        for position, event_type, payload in store.read_payloads(
+            after=start, limit=BATCH, upto=upto
+        ):
+            for change in changes_for(event_type, payload, position):
                 apply(change)
-        position = batch[-1][0]
+        if position == start:
+            return tables, position
         if progress:
             progress(position, max(total, position))
 
@@ -130,12 +105,7 @@ class ProjectedViews:
         with self._lock:
             position = self.backend.position()
             total = self.store.last_position()
-            # A backlog (e.g. after downtime) is a bulk job too; a few events are not.
-            bulk: AbstractContextManager[None] = (
-                cyclic_gc_paused() if total - position > BATCH else nullcontext()
-            )
-            with bulk:
-                position = self._catch_up(position, until, total, progress)
+            position = self._catch_up(position, until, total, progress)
             moved, self._seen = position > self._seen, max(self._seen, position)
         if moved:
             for listener in list(self._listeners):
@@ -146,7 +116,7 @@ class ProjectedViews:
         self, position: int, until: int | None, total: int, progress: Progress | None
     ) -> int:
         while until is None or position < until:
-            batch = self.store.read_payloads(after=position, limit=BATCH)
+            batch = list(self.store.read_payloads(after=position, limit=BATCH))
             if not batch:
                 break
             position = self._advance(batch, position)

@@ -1,9 +1,10 @@
 """The views as SQL tables next to the events: one implementation for SQLite and PostgreSQL.
 
-A ``Dialect`` supplies what differs (connections, placeholders, types, locking, bulk loading);
-everything else — schema, catch-up writes, the rebuild swap, reads — is written once here.
-Rows go in and come out in the canonical form of ``changes.py``: JSON columns are TEXT holding
-JSON (exact round trip, no jsonb key reordering or NUL refusal), timestamps ISO strings.
+A ``Dialect`` supplies what differs (connections, placeholders, types, locking, list
+parameters, bulk loading); the statements are written once per table (``statements.py``).
+Rows go in and come out in the canonical form of ``threadbox.projections.changes``: JSON
+columns are TEXT holding JSON (exact round trip, no jsonb key reordering or NUL refusal),
+timestamps ISO strings.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ from typing import Any, Protocol, TypeVar
 
 import orjson
 from threadbox.application.ports import Progress
-
-from .changes import (
+from threadbox.projections.changes import (
     COLUMNS,
     JSON_COLUMNS,
     KEYS,
@@ -30,62 +30,32 @@ from .changes import (
     Row,
     Update,
 )
-from .tables import Tables
+from threadbox.projections.tables import Tables
 
-TRACKING = "view_tracking"
-TRACKING_NAME = "views"
-INT_COLUMNS = frozenset(
-    {
-        "version",
-        "pending_count",
-        "committed_count",
-        "position",
-        "revision",
-        "seq",
-        "freeze_count",
-        "started_position",
-        "first_seq",
-        "last_seq",
-    }
-)
-BOOL_COLUMNS = frozenset({"visible"})
-ID_COLUMNS = frozenset({"thread_id", "pending_id", "run_id", "message_id"})
+from .statements import BOOL_COLUMNS, TRACKING_NAME, SqlTypes, TableStatements, ViewStatements
+
 # Free text stored as JSON too: PostgreSQL TEXT refuses NUL, which a run's detail may hold.
 ENCODED = JSON_COLUMNS | {"detail"}
-REBUILD = "__rebuild"
-BULK_ROWS = 5000
-IN_LIST = 500  # parameters per IN (...) list when loading rows for a batch
-
-# Secondary indexes for the reads (the unique key index is made for every table).
-INDEXES: dict[str, list[tuple[str, str]]] = {
-    "threads": [("view_threads_pending", "(thread_id) WHERE pending_count > 0")],
-    "pending": [("view_pending_position", "(thread_id, position)")],
-    "runs": [("view_runs_run_id", "(run_id, started_position)")],
-}
-# Which rows a batch must read before applying changes: the thread's whole pending queue
-# (appends and renumbering need it), else just the rows the changes name.
-WHOLE_THREAD = frozenset({"pending"})
+BULK_ROWS = 5000  # rows per transaction while a rebuild fills its tables
 
 T = TypeVar("T")
 Connection = Any  # sqlite3.Connection or psycopg.Connection, both in autocommit mode
 
 
-class Dialect(Protocol):
+class Dialect(SqlTypes, Protocol):
     """What SQLite and PostgreSQL do differently."""
 
-    id_type: str
-    int_type: str
-    bool_type: str
     begin_write: str  # a transaction that holds the write lock before reading tracking
     begin_snapshot: str  # a transaction whose reads all see one snapshot
-    lock_tracking: str  # appended to the tracking SELECT inside a write transaction
+    no_limit: int | None  # the LIMIT parameter that means "no limit"
     # Errors of the database itself (connection lost, disk full, locked): not the event's fault.
     unavailable: tuple[type[Exception], ...]
 
-    def connection(self) -> AbstractContextManager[Connection]: ...
+    def connection(self) -> AbstractContextManager[Connection]:
+        """A connection of the dialect's pool, in autocommit mode."""
 
-    def sql(self, text: str) -> str:
-        """Write ``?`` placeholders; the dialect turns them into its own."""
+    def list_parameter(self, values: list[Any]) -> Any:
+        """``values`` as the one parameter of an ``in_list`` condition."""
 
     def guard_schema(self, conn: Connection) -> None:
         """Inside a transaction: serialise concurrent schema creation."""
@@ -93,19 +63,11 @@ class Dialect(Protocol):
     def guard_rebuild(self, conn: Connection, held: bool) -> None:
         """Take (``held``) or release the lock that lets one rebuild at a time fill tables."""
 
-    def bulk_insert(
-        self, conn: Connection, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]
-    ) -> None: ...
+    def bulk_insert(self, conn: Connection, statement: str, rows: list[tuple[Any, ...]]) -> None:
+        """Run a rebuild's fill ``statement`` over ``rows``."""
 
-    def close(self) -> None: ...
-
-
-def _column_type(dialect: Dialect, column: str) -> str:
-    if column in INT_COLUMNS:
-        return dialect.int_type
-    if column in BOOL_COLUMNS:
-        return dialect.bool_type
-    return dialect.id_type if column in ID_COLUMNS else "TEXT"
+    def close(self) -> None:
+        """Close the dialect's connections."""
 
 
 def _encode(table: str, row: Row) -> tuple[Any, ...]:
@@ -143,41 +105,18 @@ class SqlViewBackend:
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
         self.unavailable = dialect.unavailable
-        self._select = {t: f"SELECT {', '.join(COLUMNS[t])} FROM view_{t}" for t in TABLES}
+        self.statements = ViewStatements.build(dialect)
         with dialect.connection() as conn:
             self._transaction(conn, dialect.begin_write, self._create_schema)
-
-    # ---- schema ----------------------------------------------------------------------------
-
-    def _create_table(self, conn: Connection, table: str, name: str) -> None:
-        columns = ", ".join(
-            f"{c} {_column_type(self.dialect, c)}" + (" NOT NULL" if c in KEYS[table] else "")
-            for c in COLUMNS[table]
-        )
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {name} ({columns})")
-
-    def _create_indexes(self, conn: Connection, table: str) -> None:
-        keys = ", ".join(KEYS[table])
-        conn.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS view_{table}_key ON view_{table} ({keys})")
-        for name, definition in INDEXES.get(table, []):
-            conn.execute(f"CREATE INDEX IF NOT EXISTS {name} ON view_{table} {definition}")
 
     def _create_schema(self, conn: Connection) -> None:
         self.dialect.guard_schema(conn)
         for table in TABLES:
-            self._create_table(conn, table, f"view_{table}")
-            self._create_indexes(conn, table)
-        conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {TRACKING} "
-            f"(name TEXT PRIMARY KEY, position {self.dialect.int_type} NOT NULL)"
-        )
-        conn.execute(
-            self.dialect.sql(
-                f"INSERT INTO {TRACKING} (name, position) VALUES (?, 0) "
-                "ON CONFLICT (name) DO NOTHING"
-            ),
-            (TRACKING_NAME,),
-        )
+            for statement in self.statements.tables[table].create:
+                conn.execute(statement)
+        create_table, insert_row = self.statements.create_tracking
+        conn.execute(create_table)
+        conn.execute(insert_row, (TRACKING_NAME,))
 
     def _transaction(self, conn: Connection, begin: str, work: Callable[[Connection], T]) -> T:
         conn.execute(begin)
@@ -190,21 +129,24 @@ class SqlViewBackend:
         return result
 
     def _tracked(self, conn: Connection, lock: bool) -> int:
-        text = f"SELECT position FROM {TRACKING} WHERE name = ?"
-        text += self.dialect.lock_tracking if lock else ""
-        return int(conn.execute(self.dialect.sql(text), (TRACKING_NAME,)).fetchone()[0])
+        statement = self.statements.tracked_for_update if lock else self.statements.tracked
+        return int(conn.execute(statement, (TRACKING_NAME,)).fetchone()[0])
 
     def _set_tracked(self, conn: Connection, position: int) -> None:
-        text = self.dialect.sql(f"UPDATE {TRACKING} SET position = ? WHERE name = ?")
-        conn.execute(text, (position, TRACKING_NAME))
+        conn.execute(self.statements.set_tracked, (position, TRACKING_NAME))
 
     # ---- catch-up --------------------------------------------------------------------------
 
     def position(self) -> int:
+        """The log position the views reflect."""
         with self.dialect.connection() as conn:
             return self._tracked(conn, lock=False)
 
     def apply(self, changes: Sequence[Change], from_position: int, to_position: int) -> bool:
+        """Apply a batch's changes and move tracking, in one transaction (see ``ViewBackend``):
+        read the rows the batch touches, apply the changes to them in memory, write what
+        differs."""
+
         def work(conn: Connection) -> bool:
             if self._tracked(conn, lock=True) != from_position:
                 return False  # another catch-up applied these events first
@@ -237,21 +179,17 @@ class SqlViewBackend:
                 if len(key) > 1:
                     seconds[change.table].add(key[1])
         loaded: dict[str, dict[Key, Row]] = {t: {} for t in TABLES}
+        as_list = self.dialect.list_parameter
         for table in TABLES:
             if not threads[table]:
                 continue
-            second = KEYS[table][1] if len(KEYS[table]) > 1 else None
-            for ids in _chunks(sorted(threads[table]), IN_LIST):
-                where = f"thread_id IN ({', '.join('?' * len(ids))})"
-                params: list[Any] = list(ids)
-                if second and table not in WHOLE_THREAD:
-                    values = sorted(seconds[table])
-                    where += f" AND {second} IN ({', '.join('?' * len(values))})"
-                    params += values
-                text = self.dialect.sql(f"{self._select[table]} WHERE {where}")
-                for values_row in conn.execute(text, params).fetchall():
-                    row = _decode(table, values_row)
-                    loaded[table][tuple(row[c] for c in KEYS[table])] = row
+            statements = self.statements.tables[table]
+            params = [as_list(sorted(threads[table]))]
+            if statements.second_key is not None:
+                params.append(as_list(sorted(seconds[table])))
+            for values in conn.execute(statements.select_touched, params).fetchall():
+                row = _decode(table, values)
+                loaded[table][tuple(row[c] for c in KEYS[table])] = row
         return loaded
 
     def _write_difference(
@@ -259,28 +197,22 @@ class SqlViewBackend:
     ) -> None:
         for table in TABLES:
             old, new = before[table], after[table]
-            keys, columns = KEYS[table], COLUMNS[table]
-            rest = [c for c in columns if c not in keys]
+            statements, keys = self.statements.tables[table], KEYS[table]
             gone = [k for k in old if k not in new]
             changed = [row for k, row in new.items() if k in old and old[k] != row]
             added = [row for k, row in new.items() if k not in old]
             cursor = conn.cursor()
-            match = " AND ".join(f"{c} = ?" for c in keys)
             if gone:
-                text = f"DELETE FROM view_{table} WHERE {match}"
-                cursor.executemany(self.dialect.sql(text), gone)
+                cursor.executemany(statements.delete, gone)
             if changed:
-                sets = ", ".join(f"{c} = ?" for c in rest)
-                text = f"UPDATE view_{table} SET {sets} WHERE {match}"
+                rest = [n for n, c in enumerate(COLUMNS[table]) if c not in keys]
                 params = []
                 for row in changed:
-                    encoded = dict(zip(columns, _encode(table, row), strict=True))
-                    params.append((*(encoded[c] for c in rest), *(row[c] for c in keys)))
-                cursor.executemany(self.dialect.sql(text), params)
+                    encoded = _encode(table, row)
+                    params.append((*(encoded[n] for n in rest), *(row[c] for c in keys)))
+                cursor.executemany(statements.update, params)
             if added:
-                marks = ", ".join("?" * len(columns))
-                text = f"INSERT INTO view_{table} ({', '.join(columns)}) VALUES ({marks})"
-                cursor.executemany(self.dialect.sql(text), [_encode(table, r) for r in added])
+                cursor.executemany(statements.insert, [_encode(table, r) for r in added])
 
     # ---- rebuild ---------------------------------------------------------------------------
 
@@ -299,45 +231,49 @@ class SqlViewBackend:
     ) -> None:
         done = 0
         for table in TABLES:
-            conn.execute(f"DROP TABLE IF EXISTS view_{table}{REBUILD}")  # a killed rebuild's
-            self._create_table(conn, table, f"view_{table}{REBUILD}")
+            for statement in self.statements.tables[table].recreate_aside:
+                conn.execute(statement)  # a killed rebuild's leftovers go first
         for table in TABLES:
             rows = [_encode(table, r) for r in tables.all_rows(table)]
             for chunk in _chunks(rows, BULK_ROWS):
-                self._fill(conn, table, list(chunk))
+                self._fill(conn, self.statements.tables[table], list(chunk))
                 done += len(chunk)
                 if progress:
                     progress(done, total)
         self._transaction(conn, self.dialect.begin_write, lambda c: self._swap(c, position))
 
-    def _fill(self, conn: Connection, table: str, rows: list[tuple[Any, ...]]) -> None:
+    def _fill(self, conn: Connection, table: TableStatements, rows: list[tuple[Any, ...]]) -> None:
         def insert(c: Connection) -> None:
-            self.dialect.bulk_insert(c, f"view_{table}{REBUILD}", COLUMNS[table], rows)
+            self.dialect.bulk_insert(c, table.fill_aside, rows)
 
         self._transaction(conn, self.dialect.begin_write, insert)
 
     def _swap(self, conn: Connection, position: int) -> None:
         self._tracked(conn, lock=True)  # wait for (and then exclude) any catch-up in flight
         for table in TABLES:
-            conn.execute(f"DROP TABLE view_{table}")
-            conn.execute(f"ALTER TABLE view_{table}{REBUILD} RENAME TO view_{table}")
-            self._create_indexes(conn, table)
+            self._swap_table(conn, self.statements.tables[table])
         self._set_tracked(conn, position)
+
+    def _swap_table(self, conn: Connection, table: TableStatements) -> None:
+        for statement in table.swap:
+            conn.execute(statement)
 
     # ---- reads -----------------------------------------------------------------------------
 
-    def _rows(self, table: str, where: str, params: Sequence[Any]) -> list[Row]:
-        text = self.dialect.sql(f"{self._select[table]} {where}")
+    def _rows(self, table: str, statement: str, params: Sequence[Any]) -> list[Row]:
         with self.dialect.connection() as conn:
-            return [_decode(table, r) for r in conn.execute(text, params).fetchall()]
+            return [_decode(table, r) for r in conn.execute(statement, params).fetchall()]
 
     def dump(self) -> tuple[int, dict[str, dict[Key, Row]]]:
+        """The tracking position and every row, in one snapshot."""
+
         def read(conn: Connection) -> tuple[int, dict[str, dict[Key, Row]]]:
             position = self._tracked(conn, lock=False)
             found: dict[str, dict[Key, Row]] = {}
             for table in TABLES:
-                rows = (_decode(table, r) for r in conn.execute(self._select[table]).fetchall())
-                found[table] = {tuple(r[c] for c in KEYS[table]): r for r in rows}
+                rows = conn.execute(self.statements.tables[table].select).fetchall()
+                decoded = (_decode(table, r) for r in rows)
+                found[table] = {tuple(r[c] for c in KEYS[table]): r for r in decoded}
             return position, found
 
         with self.dialect.connection() as conn:
@@ -347,47 +283,40 @@ class SqlViewBackend:
             return result
 
     def pending_rows(self, thread_id: str) -> list[Row]:
-        return self._rows("pending", "WHERE thread_id = ? ORDER BY position", (thread_id,))
+        """The thread's pending rows, by position."""
+        return self._rows("pending", self.statements.pending, (thread_id,))
 
     def committed_rows(
         self, thread_id: str, after_seq: int, limit: int | None, include_hidden: bool
     ) -> list[Row]:
-        where = "WHERE thread_id = ? AND seq > ?"
-        params: list[Any] = [thread_id, after_seq]
-        if not include_hidden:
-            where += " AND visible = ?"
-            params.append(True)
-        where += " ORDER BY seq"
-        if limit is not None:
-            where += " LIMIT ?"
-            params.append(limit)
-        return self._rows("committed", where, params)
+        """The thread's committed rows after ``after_seq``, by seq, at most ``limit``."""
+        rows = self.dialect.no_limit if limit is None else limit
+        params = (thread_id, after_seq, include_hidden, rows)
+        return self._rows("committed", self.statements.committed, params)
 
     def run_rows(self, thread_id: str) -> list[Row]:
-        return self._rows("runs", "WHERE thread_id = ? ORDER BY started_position", (thread_id,))
+        """The thread's run rows, in the order they started."""
+        return self._rows("runs", self.statements.runs, (thread_id,))
 
     def latest_run_row(self, run_id: str) -> Row | None:
-        where = "WHERE run_id = ? ORDER BY started_position DESC LIMIT 1"
-        rows = self._rows("runs", where, (run_id,))
+        """The latest run to start with this id, in any thread."""
+        rows = self._rows("runs", self.statements.latest_run, (run_id,))
         return rows[0] if rows else None
 
     def checkpoint_rows(self, thread_id: str) -> list[Row]:
-        return self._rows("checkpoints", "WHERE thread_id = ? ORDER BY version", (thread_id,))
+        """The thread's checkpoint rows, by version."""
+        return self._rows("checkpoints", self.statements.checkpoints, (thread_id,))
 
     def thread_rows(self, limit: int, after: str | None, has_pending: bool | None) -> list[Row]:
-        conditions, params = ["TRUE"], list[Any]()
-        if has_pending is not None:
-            conditions.append("pending_count > 0" if has_pending else "pending_count = 0")
-        if after is not None:
-            conditions.append("thread_id > ?")
-            params.append(after)
-        where = f"WHERE {' AND '.join(conditions)} ORDER BY thread_id LIMIT ?"
-        return self._rows("threads", where, (*params, limit))
+        """Thread summary rows by thread id after ``after`` (thread ids are never empty)."""
+        params = ("" if after is None else after, limit)
+        return self._rows("threads", self.statements.threads[has_pending], params)
 
     def thread_exists(self, thread_id: str) -> bool:
-        text = self.dialect.sql("SELECT 1 FROM view_threads WHERE thread_id = ?")
+        """Is there a summary row for this thread?"""
         with self.dialect.connection() as conn:
-            return conn.execute(text, (thread_id,)).fetchone() is not None
+            return conn.execute(self.statements.thread_exists, (thread_id,)).fetchone() is not None
 
     def close(self) -> None:
+        """Close the dialect's connections."""
         self.dialect.close()
