@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from threadbox.domain.records import (
     Checkpoint,
@@ -16,14 +16,13 @@ from threadbox.domain.records import (
     ThreadSummary,
 )
 from threadbox.projections import changes_for, reading
-from threadbox.projections.changes import Key, Row
+from threadbox.projections.changes import Change, Key, Row
 from threadbox.projections.tables import Tables
 
 from .following import Follower, FollowerFailed, FollowerStatus, PollingWakeup
 from .ports import (
     EventStore,
     Progress,
-    StoredPayload,
     VerifyReport,
     ViewBackend,
     ViewStatus,
@@ -116,31 +115,42 @@ class ProjectedViews:
         self, position: int, until: int | None, total: int, progress: Progress | None
     ) -> int:
         while until is None or position < until:
-            batch = list(self.store.read_payloads(after=position, limit=BATCH))
-            if not batch:
+            after = self._advance(position, BATCH)
+            if after is None:
                 break
-            position = self._advance(batch, position)
+            position = after
             if progress:
                 progress(position, max(total, position))
         return position
 
-    def _advance(self, batch: Sequence[StoredPayload], position: int) -> int:
-        """Apply a batch in one transaction; the position the views are at afterwards."""
-        last = batch[-1][0]
+    def _advance(self, position: int, limit: int) -> int | None:
+        """Apply the next ``limit`` events after ``position`` in one transaction; the position
+        the views are at afterwards (None: the log has nothing after ``position``). Each
+        payload is projected as it is read, so decoded payloads never pile up."""
+        read: list[tuple[int, str]] = []  # (position, event type) of each event read
+        changes: list[Change] = []
         try:
-            changes = [c for at, kind, payload in batch for c in changes_for(kind, payload, at)]
-            applied = self.backend.apply(changes, position, last)
+            for at, event_type, payload in self.store.read_payloads(after=position, limit=limit):
+                read.append((at, event_type))
+                changes.extend(changes_for(event_type, payload, at))
+            if not read:
+                return None
+            applied = self.backend.apply(changes, position, read[-1][0])
         except self.backend.unavailable:
             raise  # the database, not an event: retrying event by event would only mislead
         except Exception as error:
-            if len(batch) == 1:
-                raise ProjectionFailed(batch[0][0], batch[0][1]) from error
-            # Find the failing event: apply the events before it, then stop at it.
-            for item in batch:
-                if item[0] > position:
-                    position = self._advance([item], position)
+            if not read:
+                raise  # the log itself could not be read: no event is at fault
+            if limit == 1:
+                raise ProjectionFailed(*read[0]) from error
+            # Find the failing event: apply the events before it one by one, then stop at it.
+            for _ in range(len(read)):
+                after = self._advance(position, 1)
+                if after is None:
+                    break
+                position = after
             return position
-        return last if applied else self.backend.position()
+        return read[-1][0] if applied else self.backend.position()
 
     def rebuild(self, progress: Progress | None = None) -> int:
         """Fold the log aside, swap the result in, catch up. ``progress`` is called with

@@ -1,7 +1,9 @@
 """Row changes: what a projection asks of a view store, independent of the backend.
 
 Rows are plain dicts of JSON-able values (timestamps as ISO-8601 strings); every backend keeps
-them so, and ``verify`` compares them as such.
+them so, and ``verify`` compares them as such. A message and a delivery mode are held as their
+JSON text (``JSON_TEXT_COLUMNS``): what the SQL column stores, and no nested objects for the
+garbage collector to trace while a fold holds many rows.
 
 Ownership: every row, value dict and list a projection puts in a change is built for that change
 alone (never shared with another row or change), so backends may keep or mutate it without copying.
@@ -12,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 Row = dict[str, Any]
 Key = tuple[Any, ...]
@@ -83,9 +87,16 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "at",
     ),
 }
+# Columns holding JSON lists (appended to by ``Extend``), and columns holding JSON text.
 JSON_COLUMNS = frozenset(
-    {"mode", "message", "trigger_message_ids", "input_ranges", "output_message_ids", "message_ids"}
+    {"trigger_message_ids", "input_ranges", "output_message_ids", "message_ids"}
 )
+JSON_TEXT_COLUMNS = frozenset({"mode", "message"})
+
+
+def json_text(value: Any) -> str:
+    """A JSON value as the text a ``JSON_TEXT_COLUMNS`` column holds."""
+    return orjson.dumps(value).decode()
 
 
 def key_of(table: str, row: Row) -> Key:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import payloads as pl
-from .changes import Change, Insert, Projection, Update
+from .changes import Change, Insert, Projection, Update, json_text
 
 
 def _row(
@@ -20,7 +20,7 @@ def _row(
         "seq": seq,
         "message_id": message["id"],
         "role": message["role"],
-        "message": message,
+        "message": json_text(message),
         "run_id": run_id,
         "kind": kind,
         "boundary": boundary,

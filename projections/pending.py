@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import payloads as pl
-from .changes import AppendPending, Change, Delete, Projection, Renumber, Update
+from .changes import AppendPending, Change, Delete, Projection, Renumber, Update, json_text
 
 
 def _delivered(p: pl.MessagesDelivered, at: str, position: int) -> list[Change]:
@@ -13,8 +13,8 @@ def _delivered(p: pl.MessagesDelivered, at: str, position: int) -> list[Change]:
             "thread_id": tid,
             "pending_id": d["message"]["id"],
             "revision": 1,
-            "mode": d["mode"],
-            "message": d["message"],
+            "mode": json_text(d["mode"]),
+            "message": json_text(d["message"]),
             "delivered_at": at,
             "updated_at": at,
         }
@@ -24,7 +24,7 @@ def _delivered(p: pl.MessagesDelivered, at: str, position: int) -> list[Change]:
 
 
 def _edited(p: pl.PendingMessageEdited, at: str, position: int) -> list[Change]:
-    values = {"message": p["message"], "revision": p["revision"], "updated_at": at}
+    values = {"message": json_text(p["message"]), "revision": p["revision"], "updated_at": at}
     return [Update("pending", (p["thread_id"], p["pending_id"]), values)]
 
 

@@ -26,8 +26,8 @@ def pending_entry(row: Row) -> PendingEntry:
         thread_id=row["thread_id"],
         position=row["position"],
         revision=row["revision"],
-        message=Message.model_validate(row["message"]),
-        mode=DeliveryMode.model_validate(row["mode"]),
+        message=Message.model_validate_json(row["message"]),
+        mode=DeliveryMode.model_validate_json(row["mode"]),
         delivered_at=_at(row["delivered_at"]),
         updated_at=_at(row["updated_at"]),
     )
@@ -37,7 +37,7 @@ def committed_message(row: Row) -> CommittedMessage:
     return CommittedMessage(
         thread_id=row["thread_id"],
         seq=row["seq"],
-        message=Message.model_validate(row["message"]),
+        message=Message.model_validate_json(row["message"]),
         run_id=row["run_id"],
         kind=row["kind"],
         boundary=row["boundary"],

@@ -1,9 +1,8 @@
 """The HTTP API (API.md §3): ``create_app(mailbox, token=...)`` builds it; nothing is wired at
 import time."""
 
-from . import paths  # first: registers the {name:id} path convertor the routes are declared with
 from .app import create_app
 from .limits import body_limit_for
 from .stream import StreamSettings
 
-__all__ = ["StreamSettings", "body_limit_for", "create_app", "paths"]
+__all__ = ["StreamSettings", "body_limit_for", "create_app"]

@@ -43,6 +43,7 @@ from .bodies import (
     SuspendBody,
 )
 from .openapi import problem_responses
+from .paths import IdRoute
 from .preconditions import etag, required_match
 
 
@@ -54,7 +55,7 @@ def mailbox_of(request: Request) -> Mailbox:
 MailboxDep = Annotated[Mailbox, Depends(mailbox_of)]
 IfMatch = Annotated[str | None, Header(alias="If-Match")]
 
-router = APIRouter(prefix="/v1/threads/{thread_id:id}")
+router = APIRouter(prefix="/v1/threads/{thread_id:id}", route_class=IdRoute)
 
 # What every write may meet: invalid input, and other writers winning every retry.
 WRITE = (InvalidInput, Contention)

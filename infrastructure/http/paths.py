@@ -2,29 +2,38 @@
 
 ASGI servers decode ``%2F`` to ``/`` before routing, which would split such an id into two path
 segments. ``EncodedSlashes`` rebuilds the routed path from the raw one with ``%`` and ``/`` kept
-encoded inside each segment, and the ``id`` path convertor decodes them in the value a route
-receives: ``/v1/threads/org%2F7/pending`` is thread ``org/7``.
+encoded inside each segment, and ``IdRoute`` decodes them in the value a route receives:
+``/v1/threads/org%2F7/pending`` is thread ``org/7``. Routes write an id segment
+``{name:id}``; ``IdRoute`` reads that mark itself, so nothing is registered in Starlette's
+process-wide convertor table.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import unquote, unquote_to_bytes
 
-from starlette.convertors import Convertor, register_url_convertor
+from fastapi.routing import APIRoute
+from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-
-class IdConvertor(Convertor[str]):
-    regex = "[^/]+"
-
-    def convert(self, value: str) -> str:
-        return unquote(value)
-
-    def to_string(self, value: str) -> str:
-        return value.replace("%", "%25").replace("/", "%2F")
+ID_MARK = ":id}"  # {name:id}: a path segment holding an id
 
 
-register_url_convertor("id", IdConvertor())  # before any route with {name:id} is declared
+class IdRoute(APIRoute):
+    """A route whose ``{name:id}`` parameters are ids: matched as one segment, ``%`` and ``/``
+    decoded in the value the endpoint receives."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **options: Any) -> None:
+        super().__init__(path.replace(ID_MARK, "}"), endpoint, **options)
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        """Match as any route does, then decode the ids."""
+        match, child = super().matches(scope)
+        if match is not Match.NONE and "path_params" in child:
+            child["path_params"] = {k: unquote(v) for k, v in child["path_params"].items()}
+        return match, child
 
 
 def routed_path(raw_path: bytes) -> str:

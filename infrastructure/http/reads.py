@@ -21,10 +21,11 @@ from .bodies import (
 )
 from .commands import MailboxDep
 from .openapi import declared_response, problem_responses
+from .paths import IdRoute
 from .preconditions import etag
 from .problems import problem_response
 
-router = APIRouter()
+router = APIRouter(route_class=IdRoute)
 
 Count = Annotated[int | None, Query(ge=1, le=10_000)]
 Position = Annotated[int, Query(ge=0)]

@@ -25,9 +25,10 @@ from threadbox.errors import InvalidInput, ThreadNotFound
 from .commands import MailboxDep
 from .log_changes import LogChanges
 from .openapi import problem_responses
+from .paths import IdRoute
 from .problems import Problem
 
-router = APIRouter()
+router = APIRouter(route_class=IdRoute)
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,8 @@
 A ``Dialect`` supplies what differs (connections, placeholders, types, locking, list
 parameters, bulk loading); the statements are written once per table (``statements.py``).
 Rows go in and come out in the canonical form of ``threadbox.projections.changes``: JSON
-columns are TEXT holding JSON (exact round trip, no jsonb key reordering or NUL refusal),
-timestamps ISO strings.
+columns are TEXT holding JSON (exact round trip, no jsonb key reordering or NUL refusal; a
+message or mode is JSON text in the row already), timestamps ISO strings.
 """
 
 from __future__ import annotations
