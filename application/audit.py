@@ -44,6 +44,9 @@ class ThreadAudit:
 
 @dataclass
 class AuditReport:
+    """The audit of a store: how many threads and events, the problems found (empty: none)
+    and whether the views match the log."""
+
     threads: int
     events: int
     problems: list[str]
@@ -52,6 +55,7 @@ class AuditReport:
 
     @property
     def ok(self) -> bool:
+        """No problem found, and the views match the log."""
         return self.views_ok and not self.problems
 
     def fate(self, thread_id: str, message_id: str) -> str | None:

@@ -16,12 +16,14 @@ T = TypeVar("T")
 
 
 def invalid(error: ValidationError, what: str) -> errors.InvalidInput:
+    """The first validation error, as ``InvalidInput`` naming the field."""
     first = error.errors()[0]
     where = ".".join(str(p) for p in (what, *first["loc"]) if p != "")
     return errors.InvalidInput(f"invalid {where}: {first['msg']}", where)
 
 
 def coerce(model: type[T], value: Any, what: str) -> T:
+    """``value`` as a ``model`` (a model given as a dict is validated)."""
     if isinstance(value, model):
         return value
     try:
@@ -52,6 +54,7 @@ def unstorable(value: Any) -> str | None:
 
 
 def identifier(value: Any, what: str) -> str:
+    """A valid id (thread ids and cursors may be blank, not empty)."""
     try:
         return check_id(value, what, blank_ok=what in ("thread_id", "after"))
     except (TypeError, ValueError) as e:
@@ -64,6 +67,7 @@ def is_int(value: object) -> bool:
 
 
 def guard(value: object, what: str) -> int | None:
+    """An expected revision or version: None, or a whole number >= 0."""
     if value is None:
         return None
     if not is_int(value) or cast(int, value) < 0:
@@ -101,10 +105,12 @@ def messages(values: Any, max_bytes: int, new_id: Callable[[], str]) -> tuple[Me
 
 
 def mode(value: Any) -> DeliveryMode:
+    """A delivery mode (the default one for None)."""
     return DeliveryMode() if value is None else coerce(DeliveryMode, value, "mode")
 
 
 def boundary(value: Any) -> DeliveryBoundary:
+    """A boundary, by value or name."""
     try:
         return DeliveryBoundary(value)
     except ValueError:

@@ -7,6 +7,10 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Settings:
+    """Limits and tuning of a mailbox: the largest message (encoded bytes), attempts and
+    backoff on write conflicts, how often threads are snapshotted, how many folded threads a
+    process keeps."""
+
     max_message_bytes: int = 1024 * 1024
     max_attempts: int = 30
     backoff_base: float = 0.002

@@ -96,9 +96,12 @@ class ProjectedViews:
         self._listeners.append(listener)
 
     def remove_listener(self, listener: Callable[[int], None]) -> None:
+        """Stop calling ``listener``."""
         self._listeners.remove(listener)
 
     def catch_up(self, until: int | None = None, progress: Progress | None = None) -> int:
+        """Apply the events the views have not seen, up to ``until`` (default: the end of
+        the log), a batch per transaction; returns the position the views are at."""
         if until is not None and self._seen >= until:
             return self._seen
         with self._lock:
@@ -162,6 +165,7 @@ class ProjectedViews:
         return self.catch_up()
 
     def verify(self, progress: Progress | None = None) -> VerifyReport:
+        """Catch up, then compare every row with a fold of the log up to the same position."""
         self.catch_up()
         position, found = self.backend.dump()
         expected, _ = fold_log(self.store, upto=position, progress=progress)
@@ -174,38 +178,47 @@ class ProjectedViews:
         return VerifyReport(ok=not differences, differences=differences, events=position)
 
     def status(self) -> ViewStatus:
+        """The views' position and the log's."""
         return ViewStatus(position=self.backend.position(), log_position=self.store.last_position())
 
     def pending(self, thread_id: str) -> list[PendingEntry]:
+        """The thread's pending queue, in position order."""
         return [reading.pending_entry(r) for r in self.backend.pending_rows(thread_id)]
 
     def committed(
         self, thread_id: str, *, after_seq: int, limit: int | None, include_hidden: bool
     ) -> list[CommittedMessage]:
+        """The thread's committed messages after ``after_seq``, in seq order."""
         rows = self.backend.committed_rows(thread_id, after_seq, limit, include_hidden)
         return [reading.committed_message(r) for r in rows]
 
     def runs(self, thread_id: str) -> list[RunRecord]:
+        """The thread's runs, in the order they started."""
         return [reading.run_record(r) for r in self.backend.run_rows(thread_id)]
 
     def run(self, run_id: str) -> RunRecord | None:
+        """The latest run to start with this id, in any thread."""
         row = self.backend.latest_run_row(run_id)
         return reading.run_record(row) if row is not None else None
 
     def checkpoints(self, thread_id: str) -> list[Checkpoint]:
+        """The thread's commits into its committed zone, by version."""
         return [reading.checkpoint(r) for r in self.backend.checkpoint_rows(thread_id)]
 
     def threads_with_pending(self, *, limit: int, after: str | None) -> list[str]:
+        """Ids of threads with pending work, ordered, after ``after``."""
         return [r["thread_id"] for r in self.backend.thread_rows(limit, after, True)]
 
     def threads(
         self, *, limit: int, after: str | None, has_pending: bool | None
     ) -> list[ThreadSummary]:
+        """Thread summaries ordered by thread id, after ``after``."""
         return [
             reading.thread_summary(r) for r in self.backend.thread_rows(limit, after, has_pending)
         ]
 
     def thread_exists(self, thread_id: str) -> bool:
+        """Do the views know this thread?"""
         return self.backend.thread_exists(thread_id)
 
     def start_following(self) -> None:
@@ -221,9 +234,11 @@ class ProjectedViews:
             follower.stop()
 
     def following(self) -> FollowerStatus | None:
+        """The background catch-up's status, if one was started."""
         return self._follower.status() if self._follower is not None else None
 
     def close(self) -> None:
+        """Stop following and close the backend."""
         try:
             self.stop_following()
         except FollowerFailed:

@@ -50,6 +50,7 @@ class InvalidInput(ThreadboxError):
     field: str | None = None
 
     def details(self) -> dict[str, Any]:
+        """The field, when one is named."""
         return {"field": self.field} if self.field else {}
 
 

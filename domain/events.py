@@ -20,6 +20,8 @@ Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 class ThreadEvent(BaseModel):
+    """Base of a thread's events: the thread, the version the event gives it, and its time."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     class_version: ClassVar[int] = 1
@@ -32,12 +34,15 @@ class ThreadEvent(BaseModel):
 
     @classmethod
     def upcast(cls, data: dict[str, Any], stored_version: int) -> dict[str, Any]:
+        """A payload stored at ``stored_version`` of this type, as its current version."""
         for version in range(stored_version, cls.class_version):
             data = cls.upcasters[version](data)
         return data
 
 
 class DeliveredMessage(BaseModel):
+    """A message as delivered, with its mode."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
     message: Message
     mode: DeliveryMode
@@ -54,50 +59,68 @@ class FrozenMessage(BaseModel):
 
 
 class OutputMessage(BaseModel):
+    """A run's output message, at its seq."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
     seq: int
     message: Message
 
 
 class ThreadOpened(ThreadEvent):
-    pass
+    """The thread's first event (written with its first delivery)."""
 
 
 class MessagesDelivered(ThreadEvent):
+    """Messages joined the end of the pending zone, in order."""
+
     messages: list[DeliveredMessage]
 
 
 class PendingMessageEdited(ThreadEvent):
+    """A pending message has new content, at a new revision."""
+
     pending_id: str
     message: Message
     revision: int
 
 
 class PendingMessageRetracted(ThreadEvent):
+    """A pending message was taken back, at its revision then."""
+
     pending_id: str
     revision: int
 
 
 class PendingQueueReordered(ThreadEvent):
+    """The pending zone is in a new order."""
+
     order: list[str]
 
 
 class PendingMessagesExpired(ThreadEvent):
+    """Pending entries only ``run_id`` could consume left the zone with that run's end."""
+
     run_id: str
     pending_ids: list[str]
 
 
 class RunStarted(ThreadEvent):
+    """A run started, at a freeze at ``boundary``."""
+
     run_id: str
     boundary: DeliveryBoundary
 
 
 class RunResumed(ThreadEvent):
+    """The waiting run runs again, at a freeze at ``boundary``."""
+
     run_id: str
     boundary: DeliveryBoundary
 
 
 class RunSuspended(ThreadEvent):
+    """The running run waits."""
+
     run_id: str
     reason: str
 
@@ -108,6 +131,8 @@ def _run_finished_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
 
 
 class RunFinished(ThreadEvent):
+    """The open run ended (version 2: with a ``detail``)."""
+
     class_version: ClassVar[int] = 2
     upcasters: ClassVar[dict[int, Upcaster]] = {1: _run_finished_v1_to_v2}
 
@@ -117,6 +142,8 @@ class RunFinished(ThreadEvent):
 
 
 class PendingMessagesFrozen(ThreadEvent):
+    """Pending entries moved into the committed zone, seqs ``first_seq..last_seq``."""
+
     run_id: str
     boundary: DeliveryBoundary
     first_seq: int
@@ -125,11 +152,15 @@ class PendingMessagesFrozen(ThreadEvent):
 
 
 class RunOutputCommitted(ThreadEvent):
+    """A run's outputs joined the committed zone."""
+
     run_id: str
     messages: list[OutputMessage]
 
 
 class CommittedMessageHidden(ThreadEvent):
+    """A committed message is hidden (a tombstone: its content stays)."""
+
     message_id: str
     seq: int
     reason: str

@@ -12,21 +12,29 @@ from .values import DeliveryBoundary, DeliveryMode, Message
 
 
 class _Record(BaseModel):
+    """A frozen record."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class CommitKind(StrEnum):
+    """How a message entered the committed zone: a freeze's ``input``, or a run's ``output``."""
+
     INPUT = "input"
     OUTPUT = "output"
 
 
 class RunStatus(StrEnum):
+    """A run is ``running``, ``waiting`` (suspended) or ``done``."""
+
     RUNNING = "running"
     WAITING = "waiting"
     DONE = "done"
 
 
 class Termination(StrEnum):
+    """How a run ended."""
+
     NATURAL_END = "natural_end"
     CANCELLED = "cancelled"
     INTERRUPTED = "interrupted"
@@ -34,6 +42,8 @@ class Termination(StrEnum):
 
 
 class PendingEntry(_Record):
+    """A message in the pending zone: its position (1..n), revision (1, +1 per edit) and mode."""
+
     pending_id: str
     thread_id: str
     position: int
@@ -45,6 +55,10 @@ class PendingEntry(_Record):
 
 
 class CommittedMessage(_Record):
+    """A message of the committed zone, at its seq: the run that read (``input``) or wrote
+    (``output``) it, the boundary of the freeze that committed an input, and whether it is
+    visible (not hidden)."""
+
     thread_id: str
     seq: int
     message: Message
@@ -56,6 +70,10 @@ class CommittedMessage(_Record):
 
 
 class FreezeResult(_Record):
+    """What a freeze (or submit) did: the messages it committed (``[]`` when nothing was
+    selected), the thread version after it, the run it interrupted and the ids that expired
+    with that run."""
+
     thread_id: str
     run_id: str
     boundary: DeliveryBoundary
@@ -66,6 +84,9 @@ class FreezeResult(_Record):
 
 
 class RunRecord(_Record):
+    """A run of a thread: its status, how it ended, the messages it read (by freezes, with
+    their seq ranges) and wrote."""
+
     run_id: str
     thread_id: str
     status: RunStatus
@@ -80,6 +101,9 @@ class RunRecord(_Record):
 
 
 class Checkpoint(_Record):
+    """One commit into the committed zone: a freeze (``input``, with its boundary) or a run's
+    outputs (``output``), its seqs and message ids, at a thread version."""
+
     thread_id: str
     run_id: str
     kind: CommitKind
@@ -105,6 +129,8 @@ class ThreadSummary(_Record):
 
 
 class ThreadState(_Record):
+    """A thread folded from its log: version, pending zone, committed count and runs."""
+
     thread_id: str
     version: int
     pending: list[PendingEntry]
@@ -115,6 +141,8 @@ class ThreadState(_Record):
 
 
 class RecordedEvent(_Record):
+    """One event of a thread's audit trail: its version, type, time and payload."""
+
     version: int
     type: str
     timestamp: datetime

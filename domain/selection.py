@@ -13,8 +13,11 @@ _PRECEDENCE = {B.INTERRUPT: 0, B.NEXT_STEP: 1, B.ON_NATURAL_END: 2, B.NEW_RUN: 4
 
 
 class HasMode(Protocol):
+    """Anything queued with a delivery mode (a pending entry)."""
+
     @property
-    def mode(self) -> DeliveryMode: ...
+    def mode(self) -> DeliveryMode:
+        """How the entry was delivered."""
 
 
 def eligible_at(mode: DeliveryMode, boundary: DeliveryBoundary, current_run_id: str | None) -> bool:
@@ -51,6 +54,8 @@ class Scan:
 def scan_for_freeze(
     pending: Sequence[HasMode], boundary: DeliveryBoundary, current_run_id: str | None = None
 ) -> Scan:
+    """The scan of SEMANTICS §3.1 over the queue: what it selects, where it stops and the first
+    entry it passes over."""
     selected: list[int] = []
     skipped: int | None = None
     for index, entry in enumerate(pending):

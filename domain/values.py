@@ -31,10 +31,14 @@ def check_id(value: str, what: str, *, blank_ok: bool = False) -> str:
 
 
 class _Value(BaseModel):
+    """A frozen value; unknown fields are refused."""
+
     model_config = ConfigDict(frozen=True, extra="forbid", strict=False, allow_inf_nan=False)
 
 
 class DeliveryBoundary(StrEnum):
+    """The run boundary at which a pending message may be consumed (SEMANTICS §3)."""
+
     INTERRUPT = "interrupt"
     NEXT_STEP = "next_step"
     ON_NATURAL_END = "on_natural_end"
@@ -43,11 +47,15 @@ class DeliveryBoundary(StrEnum):
 
 
 class DeliveryGranularity(StrEnum):
+    """Whether a freeze takes the message alone (``one``) or with its neighbours (``batch``)."""
+
     ONE = "one"
     BATCH = "batch"
 
 
 class Role(StrEnum):
+    """Who a message is from."""
+
     USER = "user"
     ASSISTANT = "assistant"
     SYSTEM = "system"
@@ -55,6 +63,8 @@ class Role(StrEnum):
 
 
 class Visibility(StrEnum):
+    """``internal`` messages are for the model; external readers skip them by default."""
+
     ALL = "all"
     INTERNAL = "internal"
 
@@ -63,11 +73,15 @@ class Visibility(StrEnum):
 
 
 class UrlSource(_Value):
+    """Media at a URL."""
+
     type: Literal["url"] = "url"
     url: str = Field(min_length=1)
 
 
 class Base64Source(_Value):
+    """Media inline, base64-encoded, with its media type."""
+
     type: Literal["base64"] = "base64"
     media_type: str = Field(min_length=1)
     data: str
@@ -77,22 +91,30 @@ Source = Annotated[UrlSource | Base64Source, Field(discriminator="type")]
 
 
 class TextPart(_Value):
+    """Text."""
+
     type: Literal["text"] = "text"
     text: str
 
 
 class ImagePart(_Value):
+    """An image."""
+
     type: Literal["image"] = "image"
     source: Source
 
 
 class DocumentPart(_Value):
+    """A document, with an optional title."""
+
     type: Literal["document"] = "document"
     source: Source
     title: str | None = None
 
 
 class ToolUsePart(_Value):
+    """A call of a tool by the model: its id, the tool's name and the input."""
+
     type: Literal["tool_use"] = "tool_use"
     id: str = Field(min_length=1)
     name: str = Field(min_length=1)
@@ -103,6 +125,8 @@ ResultPart = Annotated[TextPart | ImagePart | DocumentPart, Field(discriminator=
 
 
 class ToolResultPart(_Value):
+    """The result of a tool call (``tool_use_id``): text, or parts."""
+
     type: Literal["tool_result"] = "tool_result"
     tool_use_id: str = Field(min_length=1)
     content: str | list[ResultPart]
@@ -144,22 +168,27 @@ class Message(_Value):
         return "".join(p.text for p in self.content if isinstance(p, TextPart))
 
     def with_id(self, message_id: str) -> Message:
+        """This message with ``message_id`` as its id."""
         return self if self.id == message_id else self.model_copy(update={"id": message_id})
 
     @classmethod
     def user(cls, text: str, id: str | None = None) -> Message:
+        """A user message of one text part."""
         return cls(id=id, role=Role.USER, content=[TextPart(text=text)])
 
     @classmethod
     def assistant(cls, text: str, id: str | None = None) -> Message:
+        """An assistant message of one text part."""
         return cls(id=id, role=Role.ASSISTANT, content=[TextPart(text=text)])
 
     @classmethod
     def system(cls, text: str, id: str | None = None) -> Message:
+        """A system message of one text part."""
         return cls(id=id, role=Role.SYSTEM, content=[TextPart(text=text)])
 
     @classmethod
     def tool(cls, tool_call_id: str, text: str, id: str | None = None) -> Message:
+        """A tool message answering the call ``tool_call_id``, of one text part."""
         return cls(id=id, role=Role.TOOL, content=[TextPart(text=text)], tool_call_id=tool_call_id)
 
 
@@ -179,30 +208,35 @@ class DeliveryMode(_Value):
 
     @classmethod
     def interrupt(cls, granularity: DeliveryGranularity | str = "batch") -> DeliveryMode:
+        """Consumed now: the running run is interrupted and a new run takes it."""
         return cls(
             boundary=DeliveryBoundary.INTERRUPT, granularity=DeliveryGranularity(granularity)
         )
 
     @classmethod
     def next_step(cls, granularity: DeliveryGranularity | str = "batch") -> DeliveryMode:
+        """Consumed at the running run's next step (steering)."""
         return cls(
             boundary=DeliveryBoundary.NEXT_STEP, granularity=DeliveryGranularity(granularity)
         )
 
     @classmethod
     def on_natural_end(cls, granularity: DeliveryGranularity | str = "batch") -> DeliveryMode:
+        """Consumed when the running run would end naturally: it continues with it."""
         return cls(
             boundary=DeliveryBoundary.ON_NATURAL_END, granularity=DeliveryGranularity(granularity)
         )
 
     @classmethod
     def new_run(cls, granularity: DeliveryGranularity | str = "batch") -> DeliveryMode:
+        """Consumed by a new run, once no run is running (the default)."""
         return cls(boundary=DeliveryBoundary.NEW_RUN, granularity=DeliveryGranularity(granularity))
 
     @classmethod
     def resume_input(
         cls, run_id: str, granularity: DeliveryGranularity | str = "batch"
     ) -> DeliveryMode:
+        """Consumed only by the waiting run ``run_id``, when it resumes."""
         return cls(
             boundary=DeliveryBoundary.RESUME_INPUT,
             granularity=DeliveryGranularity(granularity),
@@ -211,6 +245,8 @@ class DeliveryMode(_Value):
         )
 
     def targeted_to_run(self, run_id: str, fallback_to_new_run: bool) -> DeliveryMode:
+        """This mode aimed at ``run_id`` (taken by a new run if that one ends, with
+        ``fallback_to_new_run``)."""
         return self.model_copy(
             update={
                 "target_run_id": check_id(run_id, "target_run_id"),
@@ -219,6 +255,7 @@ class DeliveryMode(_Value):
         )
 
     def with_barrier(self, barrier: bool = True) -> DeliveryMode:
+        """This mode as a barrier: the last of its batch, and nothing passes it."""
         return self.model_copy(update={"barrier": barrier})
 
 
