@@ -32,7 +32,7 @@ from eventsourcing.persistence import StoredEvent
 from threadbox import DeliveryBoundary, DeliveryMode, Mailbox, Message
 from threadbox.domain import commands as c
 from threadbox.domain.decide import decide
-from threadbox.domain.events import ThreadEvent
+from threadbox.domain.events import AnyThreadEvent, ThreadEvent
 from threadbox.domain.thread import Thread, apply_event
 from threadbox.infrastructure.codec import encode_event, stream_id
 
@@ -103,7 +103,7 @@ def build_thread(
     step = 0
     with progress_bar(f"building a {events:,}-event thread", events) as advance:
         while state.version < events:
-            written: list[ThreadEvent] = []
+            written: list[AnyThreadEvent] = []
             before = state.version
             while len(written) < batch and state.version < events:
                 if commands:
@@ -114,10 +114,10 @@ def build_thread(
                 else:
                     command = c.Freeze(DeliveryBoundary.NEXT_STEP, run_id)
                 step += 1
-                events = decide(state, command, datetime.now(UTC))
-                for event in events:
+                decided = decide(state, command, datetime.now(UTC))
+                for event in decided:
                     apply_event(state, event)
-                written.extend(events)
+                written.extend(decided)
             mailbox.store.append(written)
             crossed = state.version // interval > before // interval
             if crossed and (every_snapshot or state.version >= events):
@@ -226,7 +226,7 @@ def main() -> None:
 def _one_delivery(mailbox: Mailbox) -> ThreadEvent:
     state = Thread("size")
     command = c.Deliver((message().with_id(str(uuid.uuid4())),), DeliveryMode())
-    return decide(state, command, datetime.now(UTC)).events[-1]
+    return decide(state, command, datetime.now(UTC))[-1]
 
 
 def long_life(mailbox: Mailbox, events: int, n: int, cold_n: int) -> dict[str, Any]:
