@@ -35,10 +35,11 @@ from .ag_ui_input import Awaited, Known, delivery_mode, plan, posted_messages, r
 from .commands import MailboxDep
 from .log_changes import LogChanges
 from .openapi import declared_response, problem_responses
+from .paths import IdRoute
 from .problems import Problem
 from .stream import StreamSettings, event_source, recorded_batches, resume_point
 
-router = APIRouter(prefix="/v1/threads/{thread_id:id}/ag-ui")
+router = APIRouter(prefix="/v1/threads/{thread_id:id}/ag-ui", route_class=IdRoute)
 
 # Lines end with LF alone: @ag-ui/client's parser splits events on a blank line of "\n\n" only,
 # and reads CRLF-framed events (the SSE default of sse-starlette) as one.

@@ -45,6 +45,7 @@ from threadbox.domain.events import (
     RunSuspended,
     ThreadOpened,
 )
+from threadbox.domain.results import thread_state
 from threadbox.domain.thread import Thread, fold
 
 from .ag_ui_messages import to_ag_ui
@@ -62,7 +63,7 @@ def thread_event(thread_id: str, recorded: RecordedEvent) -> AnyThreadEvent:
 
 def state_of(thread: Thread) -> dict[str, Any]:
     """The AG-UI state of a thread, as JSON."""
-    state = thread.to_state()
+    state = thread_state(thread)
     return {
         "pending": [entry.model_dump(mode="json") for entry in state.pending],
         "runs": [run.model_dump(mode="json") for run in state.runs],
