@@ -1,17 +1,26 @@
-"""The audit of a store (``threadbox.audit``, ``threadbox audit``): a clean history passes, a
-history written wrong by hand is reported with the thread it is in."""
+"""The audit of a store (``threadbox.audit``, ``threadbox audit``): a clean history passes; a
+history written wrong by hand — a breach of each invariant I-1 to I-4 that the views can still
+apply — is reported with the thread it is in."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import threadbox
 from threadbox import DeliveryBoundary, DeliveryMode, Mailbox, Message
 from threadbox.audit import audit
-from threadbox.domain.events import OutputMessage, RunOutputCommitted
+from threadbox.domain.events import (
+    DeliveredMessage,
+    MessagesDelivered,
+    OutputMessage,
+    RunOutputCommitted,
+    RunStarted,
+    ThreadEvent,
+)
 from threadbox.infrastructure.cli import build_cli
 from typer.testing import CliRunner
 
@@ -30,19 +39,25 @@ def write_history(mailbox: Mailbox, thread_id: str, rounds: int) -> None:
     mailbox.deliver(thread_id, [Message.user("left pending", id=f"{thread_id}-last")])
 
 
+def forge(mailbox: Mailbox, thread_id: str, event_type: type[ThreadEvent], **fields: Any) -> None:
+    """An event written past the decisions, as a buggy writer or a bad import would."""
+    version = mailbox.thread(thread_id).version
+    event = event_type(
+        thread_id=thread_id, version=version + 1, timestamp=datetime.now(UTC), **fields
+    )
+    mailbox.store.append([event])  # type: ignore[list-item]
+
+
+def output(message_id: str, seq: int, run_id: str = "run-1") -> dict[str, Any]:
+    """The fields of an output forged at ``seq``."""
+    forged = OutputMessage(seq=seq, message=Message.assistant("forged", id=message_id))
+    return {"run_id": run_id, "messages": [forged]}
+
+
 def commit_by_hand(
     mailbox: Mailbox, thread_id: str, run_id: str, message_id: str, seq: int
 ) -> None:
-    """An output event written past the decisions, as a buggy writer or a bad import would."""
-    version = mailbox.thread(thread_id).version
-    event = RunOutputCommitted(
-        thread_id=thread_id,
-        version=version + 1,
-        timestamp=datetime.now(UTC),
-        run_id=run_id,
-        messages=[OutputMessage(seq=seq, message=Message.assistant("forged", id=message_id))],
-    )
-    mailbox.store.append([event])
+    forge(mailbox, thread_id, RunOutputCommitted, **output(message_id, seq, run_id))
 
 
 def test_a_clean_history_audits_ok(mailbox: Mailbox) -> None:
@@ -60,22 +75,43 @@ def test_a_clean_history_audits_ok(mailbox: Mailbox) -> None:
     assert report.fate("long", "never-delivered") is None
 
 
-@pytest.mark.parametrize(
-    ("message_id", "seq", "problem"),
-    [("t-m0", 2, "'t-m0' committed twice"), ("fresh", 5, "seq 5 after 1")],
-)
+def delivery(message_id: str) -> dict[str, Any]:
+    again = DeliveredMessage(message=Message.user("again", id=message_id), mode=DeliveryMode())
+    return {"messages": [again]}
+
+
+# A breach of each invariant, forged in thread "t" after "t-m0" was committed at seq 1 by
+# "run-1", still running (the forged event is version 5); and what the audit reports.
+BREACHES = {
+    "I-1 committed twice": (RunOutputCommitted, output("t-m0", 2), ["v5: 't-m0' committed twice"]),
+    "I-1 a gap in the seqs": (RunOutputCommitted, output("fresh", 5), ["v5: seq 5 after 1"]),
+    "I-2 and I-3 delivered again once committed": (
+        MessagesDelivered,
+        delivery("t-m0"),
+        ["v5: 't-m0' delivered twice", "a pending id is repeated or also committed"],
+    ),
+    "I-4 two open runs": (
+        RunStarted,
+        {"run_id": "run-2", "boundary": B.NEW_RUN},
+        ["v5: 2 open runs ['run-1', 'run-2']"],
+    ),
+}
+
+
+@pytest.mark.parametrize(("event_type", "fields", "found"), BREACHES.values(), ids=list(BREACHES))
 def test_a_broken_history_is_reported_with_its_thread(
-    mailbox: Mailbox, message_id: str, seq: int, problem: str
+    mailbox: Mailbox, event_type: type[ThreadEvent], fields: dict[str, Any], found: list[str]
 ) -> None:
     mailbox.deliver("t", [Message.user("hi", id="t-m0")])
     mailbox.freeze("t", B.NEW_RUN, "run-1")  # t-m0 committed at seq 1
     write_history(mailbox, "fine", rounds=1)
-    commit_by_hand(mailbox, "t", "run-1", message_id, seq)
+    forge(mailbox, "t", event_type, **fields)
 
     report = audit(mailbox.store, mailbox.views)
 
     assert not report.ok
-    assert [p for p in report.problems if not p.startswith("views:")] == [f"t: v5: {problem}"]
+    problems = [p for p in report.problems if not p.startswith("views:")]
+    assert problems == [f"t: {p}" for p in found]
 
 
 def cli(url: str, *args: str) -> tuple[int, str]:

@@ -1,10 +1,12 @@
 """The documentation stays true: its Python examples run, and the Semantics page names tests that
-exist, a checking test for every rule."""
+exist, a checking test for every rule, and for every invariant a test run on every backend."""
 
 from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 PYTHON_BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
 TEST_REFERENCE = re.compile(r"`(test_\w+\.py)::(\w+)`")
+BACKENDS = {"memory", "sqlite", "postgres"}
 
 
 def examples() -> list[tuple[str, str]]:
@@ -65,6 +68,42 @@ def test_every_rule_of_the_semantics_page_names_its_tests() -> None:
     assert numbers == list(range(1, len(numbers) + 1))
     for rule in rules:
         assert "*Checked by:*" in rule and "test_" in rule, rule[:60]
-    invariants = page.split("## 7. Invariants")[1]
-    assert [f"**I-{n}**" in invariants for n in range(1, 6)] == [True] * 5
-    assert "*Checked by*" in invariants
+    invariants = re.split(r"\n(?=\*\*I-\d\*\*)", page.split("## 7. Invariants")[1])[1:]
+    assert [i[:7] for i in invariants] == [f"**I-{n}**" for n in range(1, 6)]
+    for invariant in invariants:
+        assert "*Checked by:*" in invariant and "test_" in invariant, invariant[:60]
+
+
+def parameters_collected(files: set[str]) -> dict[tuple[str, str], set[str]]:
+    """(file, test) -> every word of the parameter ids pytest collects for it, e.g. ``postgres``
+    from ``test_x[postgres-case]``: what actually runs, read from pytest itself."""
+    quietly = ["--collect-only", "-q", "-p", "no:randomly", "-p", "no:cacheprovider"]
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", *quietly, *(f"tests/{f}" for f in sorted(files))],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    found: dict[tuple[str, str], set[str]] = {}
+    for line in done.stdout.splitlines():
+        item = re.fullmatch(r"tests/(test_\w+\.py)::(\w+)(?:::\w+)?(?:\[(.*)\])?", line.strip())
+        if item is not None:
+            words = set(re.split(r"[-\s]", item.group(3) or ""))
+            found.setdefault((item.group(1), item.group(2)), set()).update(words)
+    return found
+
+
+def test_every_invariant_names_a_test_that_runs_on_every_backend() -> None:
+    page = (ROOT / "docs" / "semantics.md").read_text()
+    invariants = page.split("## 7. Invariants")[1].split("\n### ")[0]
+    named = {
+        n: set(TEST_REFERENCE.findall(text))
+        for n, text in re.findall(r"\*\*I-(\d)\*\*(.*?)(?=\*\*I-\d\*\*|\Z)", invariants, re.S)
+    }
+    assert sorted(named) == ["1", "2", "3", "4", "5"]
+    collected = parameters_collected({f for tests in named.values() for f, _ in tests})
+    everywhere = {test for test, words in collected.items() if words >= BACKENDS}
+    assert {n: sorted(tests & everywhere) != [] for n, tests in named.items()} == dict.fromkeys(
+        named, True
+    )

@@ -15,7 +15,13 @@ import threadbox
 from conftest import drop_schema, pg_store_url
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 from reference_model import Model, Refused
 from threadbox import DeliveryBoundary, DeliveryMode, Message, ThreadState
 from threadbox.domain import errors
@@ -294,13 +300,14 @@ _fast = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-TestMailboxAgainstTheModelInMemory = MailboxMachine.TestCase
-TestMailboxAgainstTheModelInMemory.settings = _fast
-TestMailboxAgainstTheModelOnSqlite = SqliteMailboxMachine.TestCase
-TestMailboxAgainstTheModelOnSqlite.settings = settings(
-    _fast, max_examples=10, stateful_step_count=25
-)
-TestMailboxAgainstTheModelOnPostgres = PostgresMailboxMachine.TestCase
-TestMailboxAgainstTheModelOnPostgres.settings = settings(
-    _fast, max_examples=6, stateful_step_count=25
-)
+MACHINES: dict[str, tuple[type[MailboxMachine], settings]] = {
+    "memory": (MailboxMachine, _fast),
+    "sqlite": (SqliteMailboxMachine, settings(_fast, max_examples=10, stateful_step_count=25)),
+    "postgres": (PostgresMailboxMachine, settings(_fast, max_examples=6, stateful_step_count=25)),
+}
+
+
+@pytest.mark.parametrize("backend", list(MACHINES))
+def test_random_commands_agree_with_the_model_and_keep_every_invariant(backend: str) -> None:
+    machine, budget = MACHINES[backend]
+    run_state_machine_as_test(machine, settings=budget)
