@@ -50,8 +50,11 @@ class Mailbox:
         """A mailbox over ``store`` and ``views`` (``threadbox.open`` wires both from a URL);
         ``clock`` gives the time stamped on events (default: now, in UTC)."""
         self.store = store
+        """The event store: every thread's events, one stream per thread."""
         self.views = views
+        """The read models: catch-up, rebuild, verify, status, following."""
         self.settings = settings or Settings()
+        """The limits and tuning this mailbox runs with."""
         self._repository = ThreadRepository(store, self.settings, clock or _utc_now)
         self._commands = CommandService(self._repository, self.settings)
         self._queries = Queries(store, views, self._repository)

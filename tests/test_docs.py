@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import threadbox
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -39,6 +40,12 @@ def test_every_python_example_of_the_docs_runs(
 
 def test_there_are_python_examples_to_run() -> None:
     assert len(examples()) >= 3
+
+
+def test_the_python_api_page_renders_every_public_name() -> None:
+    page = (ROOT / "docs" / "python-api.md").read_text()
+    rendered = set(re.findall(r"^::: threadbox\.(\w+)$", page, re.M))
+    assert sorted({*threadbox.__all__, "errors", "audit"} - rendered) == []
 
 
 def defined_tests() -> set[tuple[str, str]]:
