@@ -1,4 +1,5 @@
-"""The audit of a whole store against SEMANTICS §7: every thread of the log folded and checked.
+"""The audit of a whole store against the invariants (docs/semantics.md §7): every thread of
+the log folded and checked.
 
 Per thread: seqs run 1..N without gaps, no message is committed twice, every delivered id has one
 fate (pending, then committed, retracted or expired), at most one run is open at any version and

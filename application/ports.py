@@ -137,7 +137,7 @@ class ViewStatus:
 
 
 class Views(Protocol):
-    """The read models of SEMANTICS §6, kept up to date from the log, exactly once."""
+    """The read models of docs/semantics.md §6, kept up to date from the log, exactly once."""
 
     def catch_up(self, until: int | None = None, progress: Progress | None = None) -> int:
         """Apply events up to ``until`` (default: the end of the log); returns the position."""

@@ -24,7 +24,7 @@ ModeIn = DeliveryMode | dict[str, Any] | None
 
 
 class CommandService:
-    """Every command of SEMANTICS §4, each returning what its caller needs (and, for the
+    """Every command of docs/semantics.md §4, each returning what its caller needs (and, for the
     pending-zone commands that answer with entries, the thread version after the write)."""
 
     def __init__(

@@ -1,6 +1,6 @@
 """What the benchmarks share: a store of their own, per-call timings, tables, results.
 
-The audit of a store (SEMANTICS §7) is in the library: ``threadbox.audit``.
+The audit of a store (docs/semantics.md §7) is in the library: ``threadbox.audit``.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ In each process half the threads are agent runtimes, each driving the runs of co
 own (freeze at every boundary, commit output, suspend and resume, finish, interrupt); the others
 are users delivering, editing, retracting and reordering on any conversation, so writers of one
 thread meet across processes. Each process reports its successful commands with their latency and
-the message ids it saw delivered or committed; the audit then checks SEMANTICS §7 and that none of
-them is missing.
+the message ids it saw delivered or committed; the audit then checks the invariants
+(docs/semantics.md §7) and that none of them is missing.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Commands: what a caller asks of a thread, as frozen values (SEMANTICS §4)."""
+"""Commands: what a caller asks of a thread, as frozen values (docs/semantics.md §4)."""
 
 from __future__ import annotations
 

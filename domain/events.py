@@ -1,4 +1,4 @@
-"""The events of a thread (SEMANTICS §5).
+"""The events of a thread (docs/semantics.md §5).
 
 Stored format: each event is stored under its topic ``threadbox.domain.events:<ClassName>`` with
 its ``class_version``; renaming or moving a class here breaks every stored stream. Change a

@@ -1,4 +1,5 @@
-"""Decisions that freeze: the run rules at a boundary (SEMANTICS §4.1), freeze and submit."""
+"""Decisions that freeze: the run rules at a boundary (docs/semantics.md §4.1), freeze and
+submit."""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ class _RunPlan:
 
 
 def _plan_runs(state: Thread, boundary: DeliveryBoundary, run_id: str) -> _RunPlan:
-    """The run rules of SEMANTICS §4.1; they raise even when nothing would be selected."""
+    """The run rules of docs/semantics.md §4.1; they raise even when nothing would be selected."""
     open_run = state.open_run
     if boundary == B.INTERRUPT:
         if state.run_id_used(run_id):
@@ -83,7 +84,7 @@ def _commit_input(
     run_id: str,
     expired: list[str],
 ) -> None:
-    """The events of a non-empty freeze, in the fixed order of SEMANTICS §5."""
+    """The events of a non-empty freeze, in the fixed order of docs/semantics.md §5."""
     if plan.interrupted is not None:
         emit(
             RunFinished,
@@ -161,10 +162,10 @@ def submit(state: Thread, command: Submit, now: datetime) -> list[AnyThreadEvent
 
 
 def _blocked(queue: Sequence[Pending], scan: Scan, first_new: int, run_id: str) -> Exception:
-    """Why a submit's messages cannot all be consumed now (SEMANTICS §4, submit): the entry the
-    selection stopped at; when it stopped on a submitted message, the first selected entry, or
-    else the skipped entry a barrier may not pass. A submitted mode that this very freeze can
-    never consume is invalid input, not a blocked delivery."""
+    """Why a submit's messages cannot all be consumed now (docs/semantics.md §4, submit): the
+    entry the selection stopped at; when it stopped on a submitted message, the first selected
+    entry, or else the skipped entry a barrier may not pass. A submitted mode that this very
+    freeze can never consume is invalid input, not a blocked delivery."""
     selected = set(scan.selected)
     stop = scan.stopped_at  # None only if the scan passed a new entry by: then stop at it
     if stop is None:

@@ -1,4 +1,4 @@
-"""The checks decisions share: each raises (or builds) the error of SEMANTICS §4 that a
+"""The checks decisions share: each raises (or builds) the error of docs/semantics.md §4 that a
 command meets when the thread's state does not allow it."""
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def require_unique_ids(messages: Sequence[Message]) -> list[str]:
 
 
 def check_mode_shape(mode: DeliveryMode) -> None:
-    """A mode that could never be consumed is invalid input (SEMANTICS §3)."""
+    """A mode that could never be consumed is invalid input (docs/semantics.md §3)."""
     if mode.boundary == B.RESUME_INPUT and (mode.target_run_id is None or mode.fallback_to_new_run):
         raise errors.InvalidInput(
             "a resume_input mode needs a target_run_id and fallback_to_new_run = false", "mode"
@@ -75,7 +75,7 @@ def check_mode_shape(mode: DeliveryMode) -> None:
 
 
 def check_delivery_mode(state: Thread, mode: DeliveryMode) -> None:
-    """The rules of SEMANTICS §3 a mode must meet to be delivered to this thread now."""
+    """The rules of docs/semantics.md §3 a mode must meet to be delivered to this thread now."""
     check_mode_shape(mode)
     if mode.target_run_id is None or mode.fallback_to_new_run:
         return

@@ -1,4 +1,4 @@
-"""Decisions on the pending zone: deliver, edit, retract, reorder (SEMANTICS §4)."""
+"""Decisions on the pending zone: deliver, edit, retract, reorder (docs/semantics.md §4)."""
 
 from __future__ import annotations
 

@@ -116,7 +116,7 @@ class Checkpoint(_Record):
 
 
 class ThreadSummary(_Record):
-    """A thread as the threads view has it (SEMANTICS §6, threads)."""
+    """A thread as the threads view has it (docs/semantics.md §6, threads)."""
 
     thread_id: str
     version: int

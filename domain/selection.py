@@ -1,4 +1,4 @@
-"""The freeze selection rule (SEMANTICS §3.1): which pending entries a boundary consumes."""
+"""The freeze selection rule (docs/semantics.md §3.1): which pending entries a boundary consumes."""
 
 from __future__ import annotations
 
@@ -54,8 +54,8 @@ class Scan:
 def scan_for_freeze(
     pending: Sequence[HasMode], boundary: DeliveryBoundary, current_run_id: str | None = None
 ) -> Scan:
-    """The scan of SEMANTICS §3.1 over the queue: what it selects, where it stops and the first
-    entry it passes over."""
+    """The scan of docs/semantics.md §3.1 over the queue: what it selects, where it stops and
+    the first entry it passes over."""
     selected: list[int] = []
     skipped: int | None = None
     for index, entry in enumerate(pending):

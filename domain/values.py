@@ -1,4 +1,4 @@
-"""Value types of SEMANTICS §2-§3: messages, their content parts, and delivery modes."""
+"""Value types of docs/semantics.md §2-§3: messages, their content parts, and delivery modes."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ _FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 def check_id(value: str, what: str, *, blank_ok: bool = False) -> str:
     """A caller-chosen id: 1 to 200 characters, no control characters; non-blank unless
-    ``blank_ok`` (thread ids: SEMANTICS §1 asks only for 1-200 characters)."""
+    ``blank_ok`` (thread ids: docs/semantics.md §1 asks only for 1-200 characters)."""
     if not isinstance(value, str):
         raise TypeError(f"{what} must be a string")
     if not value if blank_ok else not value.strip():
@@ -37,7 +37,7 @@ class _Value(BaseModel):
 
 
 class DeliveryBoundary(StrEnum):
-    """The run boundary at which a pending message may be consumed (SEMANTICS §3)."""
+    """The run boundary at which a pending message may be consumed (docs/semantics.md §3)."""
 
     INTERRUPT = "interrupt"
     NEXT_STEP = "next_step"
@@ -193,7 +193,8 @@ class Message(_Value):
 
 
 class DeliveryMode(_Value):
-    """When a pending message may be consumed. Every combination constructs (SEMANTICS §3)."""
+    """When a pending message may be consumed. Every combination constructs
+    (docs/semantics.md §3)."""
 
     boundary: DeliveryBoundary = DeliveryBoundary.NEW_RUN
     granularity: DeliveryGranularity = DeliveryGranularity.BATCH

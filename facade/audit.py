@@ -1,4 +1,4 @@
-"""``threadbox.audit``: the SEMANTICS §7 audit of a whole store (see
+"""``threadbox.audit``: the docs/semantics.md §7 audit of a whole store (see
 ``threadbox.application.audit``)."""
 
 from threadbox.application.audit import AuditReport, ThreadAudit, audit, audit_thread

@@ -26,7 +26,8 @@ SNAPSHOT_FORMAT = 2
 
 @functools.lru_cache(maxsize=65536)
 def stream_id(thread_id: str) -> uuid.UUID:
-    """The same thread id maps to the same stream, in every store, forever (SEMANTICS §1)."""
+    """The same thread id maps to the same stream, in every store, forever
+    (docs/semantics.md §1, S-1)."""
     return uuid.uuid5(uuid.NAMESPACE_URL, "threadbox/threads/" + thread_id)
 
 

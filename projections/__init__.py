@@ -1,4 +1,4 @@
-"""Projections: the views of SEMANTICS §6 as pure functions of stored event payloads to row
+"""Projections: the views of docs/semantics.md §6 as pure functions of stored event payloads to row
 changes (see ``payloads.py``: the projections never build pydantic events)."""
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """A plain reference model of one thread for the stateful test: lists and dicts, no events.
 
-It follows SEMANTICS §4 directly. It reuses only the selection rule (``select_for_freeze``, tested
-on its own in test_selection.py); queue bookkeeping, seqs, runs and fates are its own.
+It follows docs/semantics.md §4 directly. It reuses only the selection rule
+(``select_for_freeze``, tested on its own in test_selection.py); queue bookkeeping, seqs, runs
+and fates are its own.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""An independent reading of the freeze selection rule (SEMANTICS §3 and §3.1), the oracle the
-selection properties compare ``select_for_freeze`` with.
+"""An independent reading of the freeze selection rule (docs/semantics.md §3 and §3.1), the
+oracle the selection properties compare ``select_for_freeze`` with.
 
 Written from the rule's text alone, on plain values (strings and booleans): it imports nothing
 from threadbox, so a mistake in the library's eligibility, skippable rule or scan cannot hide
@@ -29,7 +29,8 @@ CASCADE: dict[str, tuple[bool, bool, bool, bool, bool]] = {
 
 @dataclass(frozen=True)
 class Entry:
-    """A pending entry's delivery mode, as plain values (SEMANTICS §3 field names, shortened)."""
+    """A pending entry's delivery mode, as plain values (the field names of docs/semantics.md
+    §3, shortened)."""
 
     boundary: str
     granularity: str = "batch"

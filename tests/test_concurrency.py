@@ -1,4 +1,5 @@
-"""Several OS processes write the same thread; nothing is lost and SEMANTICS §7 still holds."""
+"""Several OS processes write the same thread; nothing is lost and the invariants
+(docs/semantics.md §7) still hold."""
 
 from __future__ import annotations
 

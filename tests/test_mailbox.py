@@ -1,4 +1,5 @@
-"""The contract of ``Mailbox`` (API.md §1), run on every backend through the ``mailbox`` fixture."""
+"""The contract of ``Mailbox`` (docs/python-api.md), run on every backend through the
+``mailbox`` fixture."""
 
 from __future__ import annotations
 

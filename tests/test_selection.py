@@ -1,5 +1,5 @@
-"""The freeze selection rule (SEMANTICS §3.1): the conformance cases, and properties checked against
-an independent oracle (``selection_oracle.py``) on arbitrary queues."""
+"""The freeze selection rule (docs/semantics.md §3.1): the conformance cases, and properties
+checked against an independent oracle (``selection_oracle.py``) on arbitrary queues."""
 
 from __future__ import annotations
 

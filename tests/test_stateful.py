@@ -1,4 +1,5 @@
-"""Random command sequences against a Mailbox and a reference model, with SEMANTICS §7 checked."""
+"""Random command sequences against a Mailbox and a reference model, with the invariants
+(docs/semantics.md §7) checked after every step, on every backend."""
 
 from __future__ import annotations
 
@@ -230,7 +231,7 @@ class MailboxMachine(RuleBasedStateMachine):
             lambda: self.model.hide(message_id), lambda: self.mailbox.hide(T, message_id, "x")
         )
 
-    # ---- invariants (SEMANTICS §7) ---------------------------------------------------------
+    # ---- invariants (docs/semantics.md §7) -------------------------------------------------
 
     @invariant()
     def the_mailbox_agrees_with_the_model_and_the_invariants_hold(self) -> None:

@@ -1,4 +1,4 @@
-"""The views (SEMANTICS §6) on memory, SQLite and PostgreSQL: equal to the fold of the log,
+"""The views (docs/semantics.md §6) on memory, SQLite and PostgreSQL: equal to the fold of the log,
 exactly once under concurrent catch-ups, verified, repaired by a rebuild, followed in the
 background."""
 

@@ -1,4 +1,4 @@
-"""The ``threadbox`` command line (API.md §2), built by ``build_cli(env)``; ``main()`` runs it."""
+"""The ``threadbox`` command line (docs/cli.md), built by ``build_cli(env)``; ``main()`` runs it."""
 
 from __future__ import annotations
 

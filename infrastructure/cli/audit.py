@@ -1,4 +1,5 @@
-"""``threadbox audit``: every thread of the store checked against SEMANTICS §7."""
+"""``threadbox audit``: every thread of the store checked against the invariants
+(docs/semantics.md §7)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from .views import progress_bar
 def register(app: typer.Typer) -> None:
     @app.command("audit")
     def audit_command(ctx: typer.Context, as_json: AsJson = False) -> None:
-        """Check SEMANTICS §7 over the whole log and verify the views (exit 1 on a problem)."""
+        """Check the invariants over the whole log and verify the views (exit 1 on a problem)."""
         session = session_of(ctx)
         with session.mailbox() as mailbox, progress_bar(session, "auditing") as advance:
             report = audit(mailbox.store, mailbox.views, progress=advance)
@@ -29,7 +30,7 @@ def register(app: typer.Typer) -> None:
                 }
             )
         else:
-            table = Table(title="audit (SEMANTICS §7)")
+            table = Table(title="audit (invariants I-1 to I-5)")
             table.add_column("what")
             table.add_column("value", justify="right")
             table.add_row("threads", str(report.threads))

@@ -1,5 +1,5 @@
-"""The HTTP API (API.md §3): ``create_app(mailbox, token=...)`` builds it; nothing is wired at
-import time."""
+"""The HTTP API (docs/http-api.md): ``create_app(mailbox, token=...)`` builds it; nothing is
+wired at import time."""
 
 from .app import create_app
 from .limits import body_limit_for

@@ -1,4 +1,4 @@
-"""AG-UI over HTTP (API §8; ADR 0014): a thread as an AG-UI event stream, and an AG-UI
+"""AG-UI over HTTP (docs/ag-ui.md; ADR 0014): a thread as an AG-UI event stream, and an AG-UI
 ``RunAgentInput`` delivered to a thread, streamed until the run that read it ends.
 
 Both streams reuse the thread stream's machinery (``recorded_batches``: LogChanges wakeups,

@@ -1,4 +1,4 @@
-"""A thread's events as AG-UI events (API §8; ADR 0014): the pure translation, no I/O.
+"""A thread's events as AG-UI events (docs/ag-ui.md; ADR 0014): the pure translation, no I/O.
 
 The AG-UI state of a thread is ``{pending: [PendingEntry], runs: [RunRecord], version}``, as
 ``GET …/pending`` and ``GET …/runs`` answer them. A ``ThreadTranslator`` folds the thread's

@@ -1,5 +1,6 @@
-"""A posted AG-UI ``RunAgentInput`` as a delivery (API §8; ADR 0014): which of its messages the
-thread has not seen, the mode to deliver them with, and the messages whose run ends the stream.
+"""A posted AG-UI ``RunAgentInput`` as a delivery (docs/ag-ui.md; ADR 0014): which of its
+messages the thread has not seen, the mode to deliver them with, and the messages whose run ends
+the stream.
 
 An AG-UI client posts the whole conversation every time. A message whose id the thread already
 holds (in any zone, as any of the AG-UI messages it shows as) is seen: it is delivered again

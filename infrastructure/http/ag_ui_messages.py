@@ -1,4 +1,4 @@
-"""Messages between threadbox and AG-UI, both ways (API §8; ADR 0014).
+"""Messages between threadbox and AG-UI, both ways (docs/ag-ui.md; ADR 0014).
 
 threadbox to AG-UI: a message becomes one AG-UI message with its own id (user, system, assistant
 with its ``tool_use`` parts as tool calls, tool), preceded by one AG-UI tool message for each of

@@ -1,4 +1,4 @@
-"""Ids in URL paths may hold any character an id may, ``/`` included (SEMANTICS §1).
+"""Ids in URL paths may hold any character an id may, ``/`` included (docs/semantics.md §1).
 
 ASGI servers decode ``%2F`` to ``/`` before routing, which would split such an id into two path
 segments. ``EncodedSlashes`` rebuilds the routed path from the raw one with ``%`` and ``/`` kept
