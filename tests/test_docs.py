@@ -114,3 +114,20 @@ def test_every_invariant_names_a_test_that_runs_on_every_backend() -> None:
     assert {n: sorted(tests & everywhere) != [] for n, tests in named.items()} == dict.fromkeys(
         named, True
     )
+
+
+def test_every_citation_of_the_semantics_page_names_one_of_its_sections() -> None:
+    page = (ROOT / "docs" / "semantics.md").read_text()
+    sections = set(re.findall(r"^#{2,3} (\d+(?:\.\d+)?)\.? ", page, re.M))
+    assert {"1", "3.1", "4.1", "7"} <= sections
+    folders = ["ADRs", "docs", "tests", "application", "benchmarks", "domain", "facade"]
+    folders += ["infrastructure", "projections"]
+    sources = [path for folder in folders for path in (ROOT / folder).rglob("*")]
+    cited = {
+        (str(path.relative_to(ROOT)), number)
+        for path in [ROOT / "README.md", *sources]
+        if path.suffix in (".py", ".md")
+        for number in re.findall(r"docs/semantics\.md §([\d.]*\d)", path.read_text())
+    }
+    assert len(cited) > 20
+    assert sorted((path, n) for path, n in cited if n not in sections) == []
