@@ -240,3 +240,13 @@ class Contention(ThreadboxError):
     )
     thread_id: str
     attempts: int
+
+
+@dataclass(eq=False, repr=False)
+class StoreNotFound(ThreadboxError):
+    """A reading command was pointed at a store that does not exist (``location``, password
+    masked); nothing was created."""
+
+    code = "store_not_found"
+    template = "no threadbox store at {e.location}"
+    location: str

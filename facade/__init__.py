@@ -106,15 +106,18 @@ def open(
     *,
     settings: Settings | None = None,
     env: Mapping[str, str] | None = None,
+    create: bool = True,
 ) -> Mailbox:
     """A mailbox on ``url``: ``memory://``, ``sqlite:///PATH`` or ``postgresql://…``.
 
     Without a URL: ``THREADBOX_URL`` from ``env`` (default: the process environment), else
     ``sqlite:///./threadbox.db``. Close it with ``close()``, or use it as a context manager.
+    The store is created when missing; with ``create=False`` a missing store raises
+    ``threadbox.errors.StoreNotFound`` instead, and nothing is created.
     """
     from threadbox.infrastructure.wiring import open_mailbox
 
-    return open_mailbox(url, settings=settings, env=env)
+    return open_mailbox(url, settings=settings, env=env, create=create)
 
 
 if not TYPE_CHECKING:  # type checkers read the imports above; a __getattr__ would hide typos

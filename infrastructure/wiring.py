@@ -4,28 +4,41 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from threadbox.application.following import PollingWakeup
 from threadbox.application.mailbox import Mailbox
 from threadbox.application.ports import ViewBackend, Wakeup
 from threadbox.application.settings import Settings
 from threadbox.application.views import ProjectedViews
+from threadbox.domain.errors import StoreNotFound
 
 from .store import RecorderStore, StoreLocation
 from .views.listening import ListeningWakeup
 from .views.memory import MemoryViewBackend
 
-EVENTS_CHANNEL = "stored_events"  # eventsourcing's PostgreSQL recorder NOTIFYs its table name
+EVENTS_TABLE = "stored_events"  # eventsourcing's application recorder table, in every store kind
+EVENTS_CHANNEL = EVENTS_TABLE  # eventsourcing's PostgreSQL recorder NOTIFYs its table name
 
 
 def open_mailbox(
-    url: str | None, *, settings: Settings | None = None, env: Mapping[str, str] | None = None
+    url: str | None,
+    *,
+    settings: Settings | None = None,
+    env: Mapping[str, str] | None = None,
+    create: bool = True,
 ) -> Mailbox:
     """A mailbox on the store at ``url`` (else ``THREADBOX_URL`` from ``env``, else
-    ``sqlite:///./threadbox.db``), with its views in the same database."""
+    ``sqlite:///./threadbox.db``), with its views in the same database.
+
+    With ``create=False`` a store that does not exist yet raises ``StoreNotFound`` and nothing
+    is created (no file, folder, schema or table): what reading commands want."""
     source = os.environ if env is None else env
     url = url or source.get("THREADBOX_URL") or "sqlite:///./threadbox.db"
     location = StoreLocation.parse(url)
+    if not create and not store_exists(location):
+        raise StoreNotFound(masked_url(url))
     store = RecorderStore(location)
     try:
         backend, wakeup = view_backend(location)
@@ -47,3 +60,31 @@ def view_backend(location: StoreLocation) -> tuple[ViewBackend, Wakeup]:
         backend = postgres_view_backend(location.pg_conninfo, location.pg_schema)
         return backend, ListeningWakeup(location.pg_conninfo, EVENTS_CHANNEL, fallback=1.0)
     return MemoryViewBackend(), PollingWakeup(0.05)
+
+
+def store_exists(location: StoreLocation) -> bool:
+    """Whether a threadbox store is already at ``location``, found without creating anything: a
+    memory store always is; a SQLite file must exist; a PostgreSQL schema must hold the events
+    table (a server that does not answer raises, as any connection would)."""
+    if location.kind == "memory":
+        return True
+    if location.kind == "sqlite":
+        return Path(location.sqlite_path).is_file()
+    import psycopg
+
+    with psycopg.connect(location.pg_conninfo, autocommit=True) as conn:
+        found = conn.execute(
+            "SELECT to_regclass(format('%%I.%%I', %s::text, %s::text))",
+            (location.pg_schema, EVENTS_TABLE),
+        ).fetchone()
+    return found is not None and found[0] is not None
+
+
+def masked_url(url: str) -> str:
+    """``url`` with its password, if any, replaced by ``***`` (for messages and logs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -1,49 +1,57 @@
-"""The ``threadbox`` command line (docs/cli.md), built by ``build_cli(env)``; ``main()`` runs it."""
+"""The ``threadbox`` command line (docs/cli.md): ``main()`` runs it, ``build_cli(env)`` builds it.
+
+The command line and the HTTP server come with the ``server`` extra
+(``pip install 'threadbox[server]'``); the library itself needs neither. Without the extra,
+``threadbox`` says so in one line instead of failing with an import traceback.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from typing import Annotated
+import sys
+from typing import TYPE_CHECKING, Any
 
-import typer
+if TYPE_CHECKING:
+    from .app import build_cli
 
-from . import audit, commands, demo, serve, show, transfer
-from .session import Session
-from .views import build_views_cli
-
-
-def build_cli(env: Mapping[str, str]) -> typer.Typer:
-    """The typer app; ``env`` gives ``THREADBOX_URL`` and ``THREADBOX_API_TOKEN``."""
-    app = typer.Typer(
-        help="threadbox: an event-sourced mailbox for AI-agent conversations.",
-        no_args_is_help=True,
-        pretty_exceptions_enable=False,
-        add_completion=False,
-    )
-
-    @app.callback()
-    def root(
-        ctx: typer.Context,
-        url: Annotated[
-            str | None,
-            typer.Option(help="store URL (default: THREADBOX_URL, else sqlite:///./threadbox.db)"),
-        ] = None,
-    ) -> None:
-        ctx.obj = Session(url=url or env.get("THREADBOX_URL"), env=env)
-
-    commands.register(app)
-    show.register(app)
-    app.add_typer(build_views_cli(), name="views")
-    audit.register(app)
-    transfer.register(app)
-    demo.register(app)
-    serve.register(app)
-    return app
+# The modules of the `server` extra (pyproject.toml); a missing one means the extra is missing.
+SERVER_MODULES = frozenset(
+    {
+        "typer",
+        "click",
+        "rich",
+        "fastapi",
+        "starlette",
+        "uvicorn",
+        "sse_starlette",
+        "ag_ui",
+        "jsonpatch",
+    }
+)
 
 
 def main() -> None:
-    build_cli(os.environ)()
+    """Run the command line on ``sys.argv`` and the process environment, then exit."""
+    try:
+        from .app import run
+    except ModuleNotFoundError as missing:
+        if (missing.name or "").partition(".")[0] not in SERVER_MODULES:
+            raise
+        sys.stderr.write(
+            f"error [missing_extra]: the threadbox command line needs {missing.name!r}: "
+            "pip install 'threadbox[server]'\n"
+        )
+        raise SystemExit(1) from None
+    raise SystemExit(run(sys.argv[1:], os.environ))
+
+
+def __getattr__(name: str) -> Any:
+    """``build_cli`` loads the command line's libraries on first use."""
+    if name == "build_cli":
+        from .app import build_cli
+
+        return build_cli
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["build_cli", "main"]

@@ -8,38 +8,59 @@ from typing import Annotated, Any
 
 import orjson
 import typer
-from threadbox import Message
+from threadbox import DeliveryBoundary, DeliveryGranularity, Message, Termination
 from threadbox.errors import InvalidInput
 
 from .render import committed_table, pending_table
 from .session import Session, session_of
 
-Thread = Annotated[str, typer.Argument(help="the thread id")]
+# The choices are the domain's own enums (docs/concepts.md): --help lists them, and any other
+# value is a usage error, before anything is opened.
+
+Thread = Annotated[str, typer.Argument(metavar="THREAD", help="the thread id", show_default=False)]
 Texts = Annotated[
-    list[str] | None, typer.Option("--text", help="a user message's text (repeatable)")
+    list[str] | None,
+    typer.Option("--text", metavar="TEXT", help="a user message's text (repeatable)"),
+]
+PositionalTexts = Annotated[
+    list[str] | None,
+    typer.Argument(
+        metavar="[TEXT]...", help="user messages' texts (as --text)", show_default=False
+    ),
 ]
 JsonFile = Annotated[
     str | None,
-    typer.Option("--json-file", help="a JSON message or list of messages; '-' reads stdin"),
+    typer.Option(
+        "--json-file", metavar="FILE", help="a JSON message or list of messages; '-' reads stdin"
+    ),
 ]
-AsJson = Annotated[bool, typer.Option("--json", help="print JSON instead of tables")]
-Boundary = Annotated[
-    str, typer.Option("--boundary", help="interrupt|next_step|on_natural_end|resume_input|new_run")
+AsJson = Annotated[bool, typer.Option("--json", help="print JSON (errors too, on stderr)")]
+Boundary = Annotated[DeliveryBoundary, typer.Option("--boundary", help="where it may be consumed")]
+Granularity = Annotated[
+    DeliveryGranularity, typer.Option("--granularity", help="a freeze takes all, or one")
 ]
-Granularity = Annotated[str, typer.Option("--granularity", help="one|batch")]
 Barrier = Annotated[bool, typer.Option("--barrier", help="nothing passes this entry")]
-TargetRun = Annotated[str | None, typer.Option("--target-run", help="the run it is meant for")]
+TargetRun = Annotated[
+    str | None, typer.Option("--target-run", metavar="RUN", help="the run it is meant for")
+]
 NoFallback = Annotated[
     bool, typer.Option("--no-fallback", help="never consumed by a new run if its target ends")
 ]
-RunId = Annotated[str, typer.Option("--run", help="the run id")]
-Revision = Annotated[int | None, typer.Option("--revision", help="the expected revision")]
-Version = Annotated[int | None, typer.Option("--version", help="the expected thread version")]
+RunId = Annotated[str, typer.Option("--run", metavar="RUN", help="the run id")]
+Revision = Annotated[
+    int | None, typer.Option("--revision", metavar="N", help="the expected revision")
+]
+Version = Annotated[
+    int | None, typer.Option("--version", metavar="N", help="the expected thread version")
+]
 
 
-def read_messages(texts: list[str] | None, json_file: str | None) -> list[Any]:
-    """Messages from ``--text`` (user messages) and ``--json-file`` (full messages)."""
-    messages: list[Any] = [Message.user(t) for t in texts or []]
+def read_messages(
+    texts: list[str] | None, json_file: str | None, positional: list[str] | None = None
+) -> list[Any]:
+    """Messages from positional texts and ``--text`` (user messages, in that order) and
+    ``--json-file`` (full messages)."""
+    messages: list[Any] = [Message.user(t) for t in [*(positional or []), *(texts or [])]]
     if json_file is not None:
         raw = sys.stdin.buffer.read() if json_file == "-" else Path(json_file).read_bytes()
         try:
@@ -48,7 +69,7 @@ def read_messages(texts: list[str] | None, json_file: str | None) -> list[Any]:
             raise InvalidInput(f"{json_file} is not JSON: {bad}", "json-file") from None
         messages.extend(loaded if isinstance(loaded, list) else [loaded])
     if not messages:
-        raise InvalidInput("give the messages with --text or --json-file", "messages")
+        raise InvalidInput("give the messages as TEXT, --text or --json-file", "messages")
     return messages
 
 
@@ -69,10 +90,11 @@ def register(app: typer.Typer) -> None:
     def deliver(
         ctx: typer.Context,
         thread: Thread,
+        texts: PositionalTexts = None,
         text: Texts = None,
         json_file: JsonFile = None,
-        boundary: Boundary = "new_run",
-        granularity: Granularity = "batch",
+        boundary: Boundary = DeliveryBoundary.NEW_RUN,
+        granularity: Granularity = DeliveryGranularity.BATCH,
         barrier: Barrier = False,
         target_run: TargetRun = None,
         no_fallback: NoFallback = False,
@@ -82,7 +104,7 @@ def register(app: typer.Typer) -> None:
         session = session_of(ctx)
         with session.mailbox() as mailbox:
             mode = mode_of(boundary, granularity, barrier, target_run, no_fallback)
-            entries = mailbox.deliver(thread, read_messages(text, json_file), mode)
+            entries = mailbox.deliver(thread, read_messages(text, json_file, texts), mode)
             _entries(session, entries, as_json, "delivered")
 
     @app.command()
@@ -97,7 +119,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Replace a pending message's content (the id stays)."""
         session = session_of(ctx)
-        with session.mailbox() as mailbox:
+        with session.mailbox(create=False) as mailbox:
             given = read_messages(text, json_file)
             if len(given) != 1:
                 raise InvalidInput("edit takes exactly one message", "messages")
@@ -117,7 +139,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Take a pending message back before the model reads it."""
         session = session_of(ctx)
-        with session.mailbox() as mailbox:
+        with session.mailbox(create=False) as mailbox:
             entry = mailbox.retract(thread, pending_id, expected_revision=revision)
             _entries(session, [entry], as_json, "retracted")
 
@@ -131,7 +153,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Put the pending zone in a new order."""
         session = session_of(ctx)
-        with session.mailbox() as mailbox:
+        with session.mailbox(create=False) as mailbox:
             entries = mailbox.reorder(thread, order, expected_version=version)
             _entries(session, entries, as_json, "pending")
 
@@ -140,13 +162,13 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         thread: Thread,
         run: RunId,
-        boundary: Boundary = "new_run",
+        boundary: Boundary = DeliveryBoundary.NEW_RUN,
         version: Version = None,
         as_json: AsJson = False,
     ) -> None:
-        """Move the selected pending messages into the committed zone at a run boundary."""
+        """Commit the pending messages a run boundary selects."""
         session = session_of(ctx)
-        with session.mailbox() as mailbox:
+        with session.mailbox(create=False) as mailbox:
             result = mailbox.freeze(thread, boundary, run, expected_version=version)
             _frozen(session, result.model_dump(mode="json"), result.committed, as_json)
 
@@ -155,20 +177,23 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         thread: Thread,
         run: RunId,
+        texts: PositionalTexts = None,
         text: Texts = None,
         json_file: JsonFile = None,
-        boundary: Boundary = "new_run",
-        granularity: Granularity = "batch",
+        boundary: Boundary = DeliveryBoundary.NEW_RUN,
+        granularity: Granularity = DeliveryGranularity.BATCH,
         barrier: Barrier = False,
         target_run: TargetRun = None,
         no_fallback: NoFallback = False,
         as_json: AsJson = False,
     ) -> None:
-        """Deliver and freeze in one write: every message is consumed now, or nothing is written."""
+        """Deliver and freeze in one write (all consumed now, or nothing).
+
+        Every message is consumed by this freeze, or nothing is written."""
         session = session_of(ctx)
         with session.mailbox() as mailbox:
             mode = mode_of(boundary, granularity, barrier, target_run, no_fallback)
-            result = mailbox.submit(thread, read_messages(text, json_file), mode, run)
+            result = mailbox.submit(thread, read_messages(text, json_file, texts), mode, run)
             _frozen(session, result.model_dump(mode="json"), result.committed, as_json)
 
     @app.command("finish-run")
@@ -176,15 +201,15 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         thread: Thread,
         run: RunId,
-        termination: Annotated[
-            str, typer.Option(help="natural_end|cancelled|interrupted|error")
-        ] = "natural_end",
-        detail: Annotated[str | None, typer.Option(help="why it ended")] = None,
+        termination: Annotated[Termination, typer.Option(help="how it ended")] = (
+            Termination.NATURAL_END
+        ),
+        detail: Annotated[str | None, typer.Option(metavar="TEXT", help="why it ended")] = None,
         as_json: AsJson = False,
     ) -> None:
         """End the thread's open run."""
         session = session_of(ctx)
-        with session.mailbox() as mailbox:
+        with session.mailbox(create=False) as mailbox:
             expired = mailbox.finish_run(thread, run, termination, detail)
             if as_json:
                 session.print_json({"expired": expired})

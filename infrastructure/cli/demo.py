@@ -123,7 +123,7 @@ def play(session: Session, mailbox: Mailbox) -> None:
 def register(app: typer.Typer) -> None:
     @app.command()
     def demo(ctx: typer.Context) -> None:
-        """Play a short agent session on a fresh embedded store and show each step."""
+        """Play a short agent session, step by step, on a fresh store."""
         session = session_of(ctx)
         with tempfile.TemporaryDirectory(prefix="threadbox-demo-") as folder:
             url = f"sqlite:///{Path(folder) / 'demo.db'}"

@@ -24,7 +24,9 @@ def register(app: typer.Typer) -> None:
         port: Annotated[int, typer.Option(help="the port to listen on")] = 8787,
         log_level: Annotated[str, typer.Option(help="uvicorn's log level")] = "info",
     ) -> None:
-        """Serve the HTTP API (THREADBOX_API_TOKEN set: bearer auth on every route but /healthz)."""
+        """Serve the HTTP API.
+
+        With THREADBOX_API_TOKEN set, every route but /healthz needs the bearer token."""
         session = session_of(ctx)
         with session.mailbox() as mailbox:
             mailbox.views.start_following()  # views kept current with every process's writes

@@ -16,8 +16,10 @@ from rich.console import Console
 from threadbox import Mailbox
 from threadbox.errors import InvalidInput, PayloadTooLarge, ThreadboxError
 
-USAGE_EXIT = 2  # usage errors and invalid input
-FAILURE_EXIT = 1  # everything else threadbox refuses
+# Exit codes (docs/cli.md): 0 done; 1 refused (a domain or store error); 2 the command line
+# itself is wrong (a usage error, or input threadbox rejects as invalid, before writing anything).
+USAGE_EXIT = 2
+FAILURE_EXIT = 1
 
 
 @dataclass
@@ -28,10 +30,14 @@ class Session:
     env: Mapping[str, str]
     out: Console = field(default_factory=lambda: Console(soft_wrap=True))
     err: Console = field(default_factory=lambda: Console(stderr=True, soft_wrap=True))
+    json: bool = False
+    """Whether the running command was given ``--json``: its errors are then JSON too."""
 
     @contextmanager
-    def mailbox(self) -> Iterator[Mailbox]:
-        with reported(self), threadbox.open(self.url, env=self.env) as mailbox:
+    def mailbox(self, *, create: bool = True) -> Iterator[Mailbox]:
+        """The mailbox of this invocation's store; reading commands pass ``create=False`` so a
+        store that does not exist is reported (``store_not_found``), never created."""
+        with reported(self), threadbox.open(self.url, env=self.env, create=create) as mailbox:
             yield mailbox
 
     def print_json(self, value: Any) -> None:
@@ -40,8 +46,11 @@ class Session:
 
 
 def session_of(ctx: typer.Context) -> Session:
+    """The invocation's session, told whether this command was given ``--json``."""
     session = ctx.find_root().obj
-    assert isinstance(session, Session), "the root callback stores the session"
+    if not isinstance(session, Session):
+        raise TypeError("the root callback stores the session in ctx.obj")
+    session.json = bool(ctx.params.get("as_json"))
     return session
 
 
@@ -55,15 +64,26 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def report_error(session: Session, code: str, message: str, details: dict[str, Any]) -> None:
+    """One error on stderr: a line ``error [code]: message``, or with ``--json`` one JSON object
+    ``{"code", "message", ...details}`` (the members of an HTTP problem document)."""
+    if session.json:
+        problem = {"code": code, "message": message, **details}
+        sys.stderr.write(orjson.dumps(jsonable(problem)).decode() + "\n")
+        sys.stderr.flush()
+    else:
+        session.err.print(f"error [{code}]: {message}", markup=False, highlight=False)
+
+
 @contextmanager
 def reported(session: Session) -> Iterator[None]:
     """A threadbox error becomes one line on stderr and a non-zero exit, never a traceback."""
     try:
         yield
     except ThreadboxError as error:
-        session.err.print(f"error [{error.code}]: {error.message}", markup=False, highlight=False)
+        report_error(session, error.code, error.message, error.details())
         usage = isinstance(error, InvalidInput | PayloadTooLarge)
         raise typer.Exit(USAGE_EXIT if usage else FAILURE_EXIT) from None
     except OSError as error:
-        session.err.print(f"error [io]: {error}", markup=False, highlight=False)
+        report_error(session, "io", str(error), {})
         raise typer.Exit(FAILURE_EXIT) from None

@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """The thread's pending zone, committed zone and runs."""
         session = session_of(ctx)
-        with session.mailbox() as mailbox:
+        with session.mailbox(create=False) as mailbox:
             state = mailbox.thread(thread, at_version=at_version)
             committed = mailbox.committed(thread, include_hidden=True, at_version=at_version)
             if as_json:
@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """The audit trail: version, time, event and what changed."""
         session = session_of(ctx)
-        with session.mailbox() as mailbox:
+        with session.mailbox(create=False) as mailbox:
             events = mailbox.history(thread, after_version=after_version)
             if as_json:
                 session.print_json(events)

@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write event streams as JSON Lines."""
         session = session_of(ctx)
-        with session.mailbox() as mailbox:
+        with session.mailbox(create=False) as mailbox:
             archive = transfer.archive_of(mailbox.store)
             with progress_bar(session, "exporting") as advance:
                 sink = output.open("wb") if output else sys.stdout.buffer
@@ -43,7 +43,9 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         file: Annotated[Path, typer.Argument(help="a file written by export ('-' for stdin)")],
     ) -> None:
-        """Append exported event streams to this store; existing versions are never overwritten."""
+        """Append exported event streams to this store.
+
+        Existing versions are never overwritten."""
         session = session_of(ctx)
         with session.mailbox() as mailbox:
             archive = transfer.archive_of(mailbox.store)

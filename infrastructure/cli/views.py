@@ -33,7 +33,7 @@ def build_views_cli() -> typer.Typer:
     def status(ctx: typer.Context, as_json: AsJson = False) -> None:
         """How far the views are behind the log."""
         session = session_of(ctx)
-        with session.mailbox() as mailbox:
+        with session.mailbox(create=False) as mailbox:
             found = mailbox.views.status()
             report = {
                 "position": found.position,
@@ -51,7 +51,10 @@ def build_views_cli() -> typer.Typer:
     def catch_up(ctx: typer.Context) -> None:
         """Apply every event the views have not seen."""
         session = session_of(ctx)
-        with session.mailbox() as mailbox, progress_bar(session, "catching up") as advance:
+        with (
+            session.mailbox(create=False) as mailbox,
+            progress_bar(session, "catching up") as advance,
+        ):
             position = mailbox.views.catch_up(progress=advance)
         session.out.print(f"views at position {position}")
 
@@ -59,7 +62,10 @@ def build_views_cli() -> typer.Typer:
     def rebuild(ctx: typer.Context) -> None:
         """Rebuild every view from the start of the log."""
         session = session_of(ctx)
-        with session.mailbox() as mailbox, progress_bar(session, "rebuilding") as advance:
+        with (
+            session.mailbox(create=False) as mailbox,
+            progress_bar(session, "rebuilding") as advance,
+        ):
             position = mailbox.views.rebuild(progress=advance)
         session.out.print(f"views rebuilt up to position {position}")
 
@@ -67,7 +73,10 @@ def build_views_cli() -> typer.Typer:
     def verify(ctx: typer.Context, as_json: AsJson = False) -> None:
         """Compare the views with an independent fold of the whole log."""
         session = session_of(ctx)
-        with session.mailbox() as mailbox, progress_bar(session, "verifying") as advance:
+        with (
+            session.mailbox(create=False) as mailbox,
+            progress_bar(session, "verifying") as advance,
+        ):
             report = mailbox.views.verify(progress=advance)
         if as_json:
             session.print_json(
