@@ -40,6 +40,9 @@ if TYPE_CHECKING:
         Visibility,
     )
 
+__version__ = "0.2.0"
+"""threadbox's version: the one place it is written (the package metadata reads it)."""
+
 __all__ = [
     "Checkpoint",
     "CommitKind",

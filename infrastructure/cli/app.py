@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping, Sequence
-from importlib.metadata import version
 from typing import Annotated
 
 import orjson
+import threadbox
 import typer
 
 from . import audit, commands, demo, serve, show, transfer
@@ -18,7 +18,7 @@ from .views import build_views_cli
 
 def _print_version(given: bool) -> None:
     if given:
-        typer.echo(f"threadbox {version('threadbox')}")
+        typer.echo(f"threadbox {threadbox.__version__}")
         raise typer.Exit()
 
 
