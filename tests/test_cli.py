@@ -23,12 +23,45 @@ def run(url: str, *args: str, stdin: str | None = None) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
-def test_the_demo_plays_the_whole_story_on_its_own_store(url: str) -> None:
+def test_the_demo_tells_the_story_in_under_60_lines_marking_each_change(url: str) -> None:
     code, out, _ = run(url, "demo")
     assert code == 0, out
-    assert "step 11" in out
-    assert "run-1 natural_end, run-2 interrupted, run-3 natural_end" in out
-    assert "Skip the museums" not in out.split("step 6")[1]  # retracted, never committed
+    lines = out.splitlines()
+    assert len(lines) <= 60
+    assert "thread demo-trip" in lines[0]
+    steps = [line for line in lines if line[:2].strip().isdigit()]
+    assert len(steps) == 11
+    after_step_5 = out.split("\n 5 ")[1].split("\n 6 ")[0]
+    assert "- retracted oops" in after_step_5  # the retraction shows as a change
+    assert "~ edited    budget" in out and "↕ reordered pending: mornings, budget" in out
+    assert "run-1 natural_end, run-2 interrupted, run-3 natural_end" in lines[-2]
+    assert "Skip the museums" not in out.split("\n 6 ")[1]  # retracted, never committed
+    assert "store was deleted" in lines[-1]
+
+
+def test_the_demo_keeps_its_store_for_show_when_asked(url: str) -> None:
+    code, out, _ = run(url, "demo", "--keep")
+    assert code == 0
+    kept = out.splitlines()[-1].split("--url ")[1].split(" ")[0]
+    code, shown, _ = run(kept, "show", "demo-trip", "--json")
+    assert code == 0
+    committed = json.loads(shown)["committed"]
+    assert [c["message"]["id"] for c in committed if c["kind"] == "input"] == [
+        "ask",
+        "steer",
+        "packing",
+        "mornings",
+        "budget",
+        "porto",
+    ]
+    Path(kept.removeprefix("sqlite:///")).unlink()
+
+
+def test_the_demo_verbose_shows_both_zones_after_every_step(url: str) -> None:
+    code, out, _ = run(url, "demo", "--verbose")
+    assert code == 0
+    assert out.count("pending") > 11 and out.count("committed") > 11
+    assert len(out.splitlines()) > 60
 
 
 def test_delivered_messages_show_up_in_show_json(url: str) -> None:
