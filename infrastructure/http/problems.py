@@ -38,6 +38,7 @@ STATUS_BY_ERROR: dict[type[errors.ThreadboxError], int] = {
     errors.RevisionConflict: 412,
     errors.VersionConflict: 412,
     errors.Contention: 503,
+    errors.StoreNotFound: 503,  # a server opens (creates) its store at start: not seen in practice
 }
 
 # ``NotPending`` is one class whose code says why the entry is no longer pending.
