@@ -196,6 +196,12 @@ class Mailbox:
         """The thread's pending zone, in position order."""
         return self._queries.pending_page(thread_id)[0]
 
+    def pending_entry(self, thread_id: str, pending_id: str) -> PendingEntry:
+        """One entry of the pending zone. Raises ``ThreadNotFound``, ``PendingNotFound`` for an
+        id never delivered, and ``NotPending`` (``already_consumed``, ``retracted``,
+        ``expired``) for one that left the zone."""
+        return self._queries.pending_entry(thread_id, pending_id)
+
     def pending_page(self, thread_id: str) -> tuple[list[PendingEntry], int]:
         """The pending zone and the thread version it is at, read together (for ETags)."""
         return self._queries.pending_page(thread_id)

@@ -7,7 +7,7 @@ from the thread's own state, the thread and its history from its event log.
 
 from __future__ import annotations
 
-from threadbox.domain import errors, results
+from threadbox.domain import errors, guards, results
 from threadbox.domain.events import AnyThreadEvent
 from threadbox.domain.records import (
     Checkpoint,
@@ -39,6 +39,13 @@ class Queries:
         """The pending queue and the thread version it is at, read together."""
         thread_id = inputs.identifier(thread_id, "thread_id")
         return self._repository.read(thread_id, _pending_page)
+
+    def pending_entry(self, thread_id: str, pending_id: str) -> PendingEntry:
+        """One pending entry, as the pending zone has it now (its revision is the ETag an
+        edit or retract is guarded by)."""
+        thread_id = inputs.identifier(thread_id, "thread_id")
+        pending_id = inputs.identifier(pending_id, "pending_id")
+        return self._repository.read(thread_id, lambda state: _pending_entry(state, pending_id))
 
     def committed(
         self,
@@ -181,6 +188,11 @@ def _pending_page(state: Thread) -> tuple[list[PendingEntry], int]:
     if not state.exists:
         raise errors.ThreadNotFound(state.thread_id)
     return results.pending_entries(state), state.version
+
+
+def _pending_entry(state: Thread, pending_id: str) -> PendingEntry:
+    index, _ = guards.find_pending(state, pending_id, None)
+    return results.pending_entry(state, index)
 
 
 def _as_then(message: CommittedMessage, then: Thread) -> CommittedMessage:

@@ -44,7 +44,7 @@ from .bodies import (
 )
 from .openapi import problem_responses
 from .paths import IdRoute
-from .preconditions import etag, required_match
+from .preconditions import etag, expected_number
 
 
 def mailbox_of(request: Request) -> Mailbox:
@@ -114,7 +114,9 @@ def submit(thread_id: str, body: SubmitBody, mailbox: MailboxDep) -> FreezeResul
     summary="Edit a pending message",
     description="Replaces the content of a pending message; its position and mode stay and "
     'its revision goes up by one. Needs `If-Match: "<revision>"` (the entry\'s current '
-    "revision, from `GET …/pending`). The body's message may omit its id but not change it. "
+    "revision: the `ETag` of `GET …/pending/{pending_id}`, or its `revision` in "
+    "`GET …/pending`), or `*`, or a list of tags. The body's message may omit its id but not "
+    "change it. "
     "An edit to identical content writes nothing. Answers the entry, with its new revision "
     "as the `ETag`.",
     tags=["pending"],
@@ -137,7 +139,9 @@ def edit(
     response: Response,
     if_match: IfMatch = None,
 ) -> PendingEntry:
-    revision = required_match(if_match, "revision")
+    revision = expected_number(
+        if_match, "revision", lambda: mailbox.pending_entry(thread_id, pending_id).revision
+    )
     entry = mailbox.edit(thread_id, pending_id, body.message, expected_revision=revision)
     response.headers["ETag"] = etag(entry.revision)
     return entry
@@ -150,7 +154,8 @@ def edit(
     summary="Retract a pending message",
     description="Removes a message from the pending zone before the model reads it; the "
     "entries after it move up, their revisions unchanged. Its id stays used in the thread. "
-    'Needs `If-Match: "<revision>"`. Answers the entry as it was when retracted.',
+    'Needs `If-Match: "<revision>"` (the entry\'s `ETag`), or `*`, or a list of tags. '
+    "Answers the entry as it was when retracted.",
     tags=["pending"],
     responses=problem_responses(
         ThreadNotFound, PendingNotFound, NotPending, RevisionConflict, *WRITE, if_match=True
@@ -159,7 +164,9 @@ def edit(
 def retract(
     thread_id: str, pending_id: str, mailbox: MailboxDep, if_match: IfMatch = None
 ) -> PendingEntry:
-    revision = required_match(if_match, "revision")
+    revision = expected_number(
+        if_match, "revision", lambda: mailbox.pending_entry(thread_id, pending_id).revision
+    )
     return mailbox.retract(thread_id, pending_id, expected_revision=revision)
 
 
@@ -172,7 +179,8 @@ def retract(
     "pending id exactly once (else 409 `reorder_mismatch` listing the missing, unknown, "
     "duplicate and no-longer-pending ids). Revisions are unchanged; the same order writes "
     'nothing. Needs `If-Match: "<version>"` (the thread version, the `ETag` of '
-    "`GET …/pending`). Answers the entries and the version after the write.",
+    "`GET …/pending`), or `*`, or a list of tags. Answers the entries and the version after "
+    "the write.",
     tags=["pending"],
     responses=problem_responses(
         ThreadNotFound, ReorderMismatch, VersionConflict, *WRITE, if_match=True, body=True
@@ -185,7 +193,7 @@ def reorder(
     response: Response,
     if_match: IfMatch = None,
 ) -> PendingPage:
-    version = required_match(if_match, "version")
+    version = expected_number(if_match, "version", lambda: mailbox.pending_page(thread_id)[1])
     entries, after = mailbox.reorder_page(thread_id, body.order, expected_version=version)
     response.headers["ETag"] = etag(after)
     return PendingPage(entries=entries, version=after)

@@ -73,13 +73,17 @@ def declared_response(status: int, codes: list[str]) -> dict[str, Any]:
 
 
 def problem_responses(
-    *raised: type[errors.ThreadboxError], if_match: bool = False, body: bool = False
+    *raised: type[errors.ThreadboxError],
+    if_match: bool = False,
+    body: bool = False,
+    if_none_match: bool = False,
 ) -> dict[int | str, dict[str, Any]]:
     """The error responses of a route that can raise ``raised``, plus what the HTTP layer answers
     itself: 400 for a request it cannot read (a target that is not UTF-8, a body that is not
     JSON, a malformed header), 413 for a body over the limit when the route takes one, 428 when
-    a required ``If-Match`` is missing. (401 is added to every guarded route by
-    ``install_openapi``.)"""
+    a required ``If-Match`` is missing and 412 ``precondition_failed`` when it can never match
+    (weak tags only), 304 for a GET whose ``If-None-Match`` matches. (401 is added to every
+    guarded route by ``install_openapi``.)"""
     codes: dict[int, list[str]] = {400: ["invalid_input"]}
     for error in raised:
         status = status_of(error)
@@ -90,7 +94,16 @@ def problem_responses(
         codes[413].append("payload_too_large")
     if if_match:
         codes[428] = ["precondition_required"]
-    return {status: declared_response(status, codes[status]) for status in sorted(codes)}
+        codes.setdefault(412, []).append("precondition_failed")
+    declared: dict[int | str, dict[str, Any]] = {
+        status: declared_response(status, codes[status]) for status in sorted(codes)
+    }
+    if if_none_match:
+        declared[304] = {
+            "description": "Not Modified: `If-None-Match` lists the current `ETag` (or is `*`); "
+            "no body, the `ETag` header only"
+        }
+    return declared
 
 
 def install_openapi(app: FastAPI) -> None:

@@ -5,10 +5,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
-from threadbox import RunRecord, ThreadState
-from threadbox.errors import InvalidInput, RunNotFound, ThreadNotFound
+from threadbox import PendingEntry, RunRecord, ThreadState
+from threadbox.errors import (
+    InvalidInput,
+    NotPending,
+    PendingNotFound,
+    RunNotFound,
+    ThreadNotFound,
+)
 
 from .bodies import (
     CheckpointsPage,
@@ -22,7 +28,7 @@ from .bodies import (
 from .commands import MailboxDep
 from .openapi import declared_response, problem_responses
 from .paths import IdRoute
-from .preconditions import etag
+from .preconditions import not_modified
 from .problems import problem_response
 
 router = APIRouter(route_class=IdRoute)
@@ -31,6 +37,8 @@ Count = Annotated[int | None, Query(ge=1, le=10_000)]
 Position = Annotated[int, Query(ge=0)]
 
 THREAD_READ = problem_responses(ThreadNotFound, InvalidInput)
+CONDITIONAL_READ = problem_responses(ThreadNotFound, InvalidInput, if_none_match=True)
+IfNoneMatch = Annotated[str | None, Header(alias="If-None-Match")]
 
 
 @router.get(
@@ -40,15 +48,43 @@ THREAD_READ = problem_responses(ThreadNotFound, InvalidInput)
     summary="Read the pending zone",
     description="The pending entries in queue order (position 1 is consumed first), each with "
     "its revision and mode, and the thread version they were read at. The `ETag` is that "
-    "version: send it as `If-Match` to reorder; an entry's `revision` goes in `If-Match` to "
-    "edit or retract it.",
+    "version: send it as `If-Match` to reorder; an entry's `revision` (the `ETag` of "
+    "`GET …/pending/{pending_id}`) goes in `If-Match` to edit or retract it. "
+    "`If-None-Match` with the current `ETag` answers 304.",
     tags=["pending"],
-    responses=THREAD_READ,
+    responses=CONDITIONAL_READ,
 )
-def pending(thread_id: str, mailbox: MailboxDep, response: Response) -> PendingPage:
+def pending(
+    thread_id: str, mailbox: MailboxDep, response: Response, if_none_match: IfNoneMatch = None
+) -> PendingPage | Response:
     entries, version = mailbox.pending_page(thread_id)  # read together: a consistent ETag
-    response.headers["ETag"] = etag(version)
-    return PendingPage(entries=entries, version=version)
+    unchanged = not_modified(if_none_match, version, response)
+    return unchanged or PendingPage(entries=entries, version=version)
+
+
+@router.get(
+    "/v1/threads/{thread_id:id}/pending/{pending_id:id}",
+    response_model=PendingEntry,
+    operation_id="get_pending",
+    summary="Read one pending entry",
+    description="The entry, with its position, revision and mode. The `ETag` is its revision: "
+    "what `If-Match` on `PATCH` and `DELETE …/pending/{pending_id}` expects. 409 with "
+    "`already_consumed`, `retracted` or `expired` when it has left the pending zone. "
+    "`If-None-Match` with the current `ETag` answers 304.",
+    tags=["pending"],
+    responses=problem_responses(
+        ThreadNotFound, PendingNotFound, NotPending, InvalidInput, if_none_match=True
+    ),
+)
+def pending_entry(
+    thread_id: str,
+    pending_id: str,
+    mailbox: MailboxDep,
+    response: Response,
+    if_none_match: IfNoneMatch = None,
+) -> PendingEntry | Response:
+    entry = mailbox.pending_entry(thread_id, pending_id)
+    return not_modified(if_none_match, entry.revision, response) or entry
 
 
 @router.get(
@@ -58,19 +94,20 @@ def pending(thread_id: str, mailbox: MailboxDep, response: Response) -> PendingP
     summary="Read a thread's state",
     description="The thread folded from its event log: version, pending entries, committed "
     "count, running and waiting run, and every run. `?at_version=N` answers the thread as it "
-    "was at version N (422 beyond the thread's version). The `ETag` is the version.",
+    "was at version N (422 beyond the thread's version). The `ETag` is the version; "
+    "`If-None-Match` with it answers 304.",
     tags=["threads"],
-    responses=THREAD_READ,
+    responses=CONDITIONAL_READ,
 )
 def thread(
     thread_id: str,
     mailbox: MailboxDep,
     response: Response,
     at_version: Annotated[int | None, Query(ge=1)] = None,
-) -> ThreadState:
+    if_none_match: IfNoneMatch = None,
+) -> ThreadState | Response:
     state = mailbox.thread(thread_id, at_version=at_version)
-    response.headers["ETag"] = etag(state.version)
-    return state
+    return not_modified(if_none_match, state.version, response) or state
 
 
 @router.get(
