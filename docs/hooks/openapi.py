@@ -41,11 +41,11 @@ def routes_table() -> str:
     for path, operations in document()["paths"].items():
         for method, operation in operations.items():
             responses = operation["responses"]
-            success = ", ".join(s for s in responses if s.startswith("2"))
+            success = ", ".join(s for s in responses if s.startswith(("2", "3")))
             errors = "<br>".join(
                 f"{status} {codes(response)}"
                 for status, response in responses.items()
-                if not status.startswith("2")
+                if not status.startswith(("2", "3"))
             )
             route = f"`{method.upper()} {path}`"
             rows.append(
