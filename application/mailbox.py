@@ -20,7 +20,7 @@ from threadbox.domain.records import (
 )
 from threadbox.domain.values import DeliveryBoundary, DeliveryMode, Message
 
-from .ports import EventStore, Views
+from .ports import CommandMetrics, EventStore, Views
 from .queries import Queries
 from .repository import ThreadRepository
 from .service import CommandService
@@ -46,16 +46,20 @@ class Mailbox:
         views: Views,
         settings: Settings | None = None,
         clock: Callable[[], datetime] | None = None,
+        metrics: CommandMetrics | None = None,
     ) -> None:
         """A mailbox over ``store`` and ``views`` (``threadbox.open`` wires both from a URL);
-        ``clock`` gives the time stamped on events (default: now, in UTC)."""
+        ``clock`` gives the time stamped on events (default: now, in UTC); ``metrics`` is told
+        of every command (``threadbox.open`` gives a Prometheus registry, ``threadbox.metrics``)."""
         self.store = store
         """The event store: every thread's events, one stream per thread."""
         self.views = views
         """The read models: catch-up, rebuild, verify, status, following."""
         self.settings = settings or Settings()
         """The limits and tuning this mailbox runs with."""
-        self._repository = ThreadRepository(store, self.settings, clock or _utc_now)
+        self._repository = ThreadRepository(store, self.settings, clock or _utc_now, metrics)
+        self.metrics = self._repository.metrics
+        """Where every command is reported (with its outcome and duration)."""
         self._commands = CommandService(self._repository, self.settings)
         self._queries = Queries(store, views, self._repository)
 

@@ -41,6 +41,23 @@ StoredPayload = tuple[int, str, dict[str, Any]]
 Progress = Callable[[int, int], None]  # (done, total)
 
 
+class CommandMetrics(Protocol):
+    """Where the application reports each command it ran (``threadbox_commands_total`` and
+    ``threadbox_command_seconds`` in the Prometheus adapter)."""
+
+    def command_done(self, command: str, outcome: str, seconds: float) -> None:
+        """``command`` (``deliver``, ``freeze``, …) ended with ``outcome`` after ``seconds``:
+        ``ok`` (events written), ``unchanged`` (a no-op), an error code (``revision_conflict``,
+        ``contention``, …) or ``store_error`` (the store failed)."""
+
+
+class NoMetrics:
+    """Commands reported nowhere (the default)."""
+
+    def command_done(self, command: str, outcome: str, seconds: float) -> None:
+        """Nothing."""
+
+
 class EventStore(Protocol):
     """Every thread's events, one stream per thread, in one log; and the threads' snapshots."""
 

@@ -24,7 +24,7 @@ from threadbox.domain.decide import decide
 from threadbox.domain.events import AnyThreadEvent
 from threadbox.domain.thread import Thread, apply_event
 
-from .ports import EventStore, StreamConflict
+from .ports import CommandMetrics, EventStore, NoMetrics, StreamConflict
 from .settings import Settings
 
 C = TypeVar("C", bound=c.Command)
@@ -33,6 +33,19 @@ R = TypeVar("R")
 Outcome = Callable[[C, Thread, list[AnyThreadEvent]], R]
 
 STRIPES = 64  # locks in-process writers take turns on, by thread id
+# How metrics name each command: the Python API's method names.
+COMMAND_NAMES: dict[type[object], str] = {
+    c.Deliver: "deliver",
+    c.Edit: "edit",
+    c.Retract: "retract",
+    c.Reorder: "reorder",
+    c.Freeze: "freeze",
+    c.Submit: "submit",
+    c.SuspendRun: "suspend_run",
+    c.FinishRun: "finish_run",
+    c.CommitOutput: "commit_output",
+    c.Hide: "hide",
+}
 log = logging.getLogger("threadbox")
 
 
@@ -41,11 +54,16 @@ class ThreadRepository:
     lock stripe per group of threads, snapshots every few versions, conflict retries."""
 
     def __init__(
-        self, store: EventStore, settings: Settings, clock: Callable[[], datetime]
+        self,
+        store: EventStore,
+        settings: Settings,
+        clock: Callable[[], datetime],
+        metrics: CommandMetrics | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self._clock = clock
+        self.metrics: CommandMetrics = metrics or NoMetrics()
         self._cache: OrderedDict[str, Thread] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._stripes = [threading.Lock() for _ in range(STRIPES)]
@@ -59,7 +77,22 @@ class ThreadRepository:
 
         A decision that raises or changes nothing is confirmed against the latest version
         first (a stale cache never gives a wrong error or a wrong no-op); a decision that
-        writes is confirmed by the version guard itself."""
+        writes is confirmed by the version guard itself. Each call is reported to ``metrics``
+        with how it ended."""
+        started = time.perf_counter()
+        ended = "store_error"  # anything but a decision's own answer is the store's failure
+        try:
+            result, version, wrote = self._transact(thread_id, command, outcome)
+            ended = "ok" if wrote else "unchanged"
+            return result, version
+        except errors.ThreadboxError as refused:
+            ended = refused.code
+            raise
+        finally:
+            name = COMMAND_NAMES.get(type(command), type(command).__name__)
+            self.metrics.command_done(name, ended, time.perf_counter() - started)
+
+    def _transact(self, thread_id: str, command: C, outcome: Outcome[C, R]) -> tuple[R, int, bool]:
         with self._stripe(thread_id):
             state = self._load(thread_id)
             for attempt in range(self.settings.max_attempts):
@@ -72,7 +105,7 @@ class ThreadRepository:
                 if not events:
                     if self._refresh(state):
                         continue
-                    return outcome(command, state, events), state.version
+                    return outcome(command, state, events), state.version, False
                 try:
                     self.store.append(events)
                 except StreamConflict:
@@ -83,7 +116,7 @@ class ThreadRepository:
                     continue
                 result = outcome(command, state, events)  # read before the state moves on
                 self._applied(state, events)
-                return result, state.version
+                return result, state.version, True
             raise errors.Contention(thread_id, self.settings.max_attempts)
 
     def read(self, thread_id: str, view: Callable[[Thread], R]) -> R:

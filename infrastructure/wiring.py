@@ -14,6 +14,7 @@ from threadbox.application.settings import Settings
 from threadbox.application.views import ProjectedViews
 from threadbox.domain.errors import StoreNotFound
 
+from .metrics import PrometheusMetrics
 from .store import RecorderStore, StoreLocation
 from .views.listening import ListeningWakeup
 from .views.memory import MemoryViewBackend
@@ -42,7 +43,10 @@ def open_mailbox(
     store = RecorderStore(location)
     try:
         backend, wakeup = view_backend(location)
-        return Mailbox(store, ProjectedViews(store, backend, wakeup), settings)
+        metrics = PrometheusMetrics()
+        mailbox = Mailbox(store, ProjectedViews(store, backend, wakeup), settings, metrics=metrics)
+        metrics.watch(mailbox)
+        return mailbox
     except BaseException:
         store.close()
         raise

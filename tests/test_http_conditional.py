@@ -4,16 +4,13 @@ match ``If-Match``, and ``If-None-Match`` answers 304 on the GETs."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 import threadbox
-import uvicorn
+from live_server import live_server
 from threadbox import Mailbox
 from threadbox.infrastructure.http import create_app
 
@@ -33,22 +30,8 @@ def mailbox() -> Iterator[Mailbox]:
 @pytest.fixture
 def http(mailbox: Mailbox) -> Iterator[httpx.Client]:
     """An httpx client talking to a real uvicorn server on a free loopback port."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(mailbox), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.02)
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+    with live_server(create_app(mailbox)) as url, httpx.Client(base_url=url, timeout=10) as client:
         yield client
-    server.should_exit = True
-    thread.join(10)
 
 
 def seed(http: httpx.Client) -> None:

@@ -42,6 +42,7 @@ OPERATION_IDS = {
     "run_ag_ui",
     "list_threads",
     "healthz",
+    "metrics",
 }
 
 # The thirteen event types of a thread, as the stored format names them.

@@ -76,6 +76,7 @@ def test_the_wheel_carries_the_metadata_and_the_license(dist: Path) -> None:
         "pydantic",
         "psycopg",
         "orjson",
+        "prometheus-client",
     }
     assert {"fastapi", "uvicorn", "typer", "rich"} <= {
         re.split(r"[\[<>=;]", r)[0].strip() for r in server

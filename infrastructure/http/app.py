@@ -8,8 +8,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from threadbox import Mailbox
+from threadbox.infrastructure.metrics import PrometheusMetrics
 
-from . import ag_ui, commands, reads, stream
+from . import ag_ui, commands, metrics, reads, stream
 from .auth import BearerTokenGuard
 from .limits import BodyLimit, Utf8Target, body_limit_for
 from .log_changes import LogChanges
@@ -71,6 +72,9 @@ def create_app(
     app.include_router(stream.router)
     app.include_router(ag_ui.router)
     app.include_router(reads.router)
+    app.include_router(metrics.router)
+    if isinstance(mailbox.metrics, PrometheusMetrics):
+        mailbox.metrics.watch_streams(lambda: changes.open_streams)
     limit = max_body_bytes or body_limit_for(mailbox.settings.max_message_bytes)
     app.add_middleware(BodyLimit, limit=limit)
     app.add_middleware(EncodedSlashes)

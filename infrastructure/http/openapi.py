@@ -28,7 +28,7 @@ TAGS: list[dict[str, str]] = [
     {"name": "threads", "description": "Threads as a whole: their state and summaries."},
     {"name": "events", "description": "The audit trail: every event of a thread, and its stream."},
     {"name": "ag-ui", "description": "A thread as an AG-UI event stream, for AG-UI front ends."},
-    {"name": "health", "description": "Liveness and store reachability."},
+    {"name": "health", "description": "Liveness, store reachability and metrics."},
 ]
 
 
