@@ -12,6 +12,7 @@ what the full fold gives to decisions. Last, the views are verified against the 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from threadbox.domain.events import (
@@ -30,6 +31,7 @@ from .ports import EventStore, Progress, Views
 
 BATCH = 5000  # events per read of the log
 SAMPLE = 20  # threads checked at past versions and through their snapshot
+WAIT_BEHIND = 0.01  # seconds between reads while an older transaction holds committed events back
 MOST_DIFFERENCES = 20  # of views.verify, kept in the report
 
 
@@ -155,15 +157,20 @@ def audit(
     """Every thread of the store folded and checked; the ``sample`` longest threads also read at
     past versions and via snapshot + tail; then the views verified against the log.
     ``progress(done, total)`` counts the events read, then those verified (total: twice the log)."""
-    total = store.last_position()
+    end = store.committed_head()
+    total = store.count_after("", end)
     logs: dict[str, list[AnyThreadEvent]] = {}
-    position = 0
-    while batch := store.read(after=position, limit=BATCH, upto=total):
+    position, read = "", 0
+    while position < end:
+        batch = store.read(after=position, limit=BATCH, upto=end)
+        if not batch:  # committed, but an older transaction still running holds it back
+            time.sleep(WAIT_BEHIND)
+            continue
         for item in batch:
             logs.setdefault(item.event.thread_id, []).append(item.event)
-        position = batch[-1].position
+        position, read = batch[-1].position, read + len(batch)
         if progress is not None:
-            progress(position, 2 * total)
+            progress(read, 2 * total)
     audited = {tid: audit_thread(tid, events) for tid, events in logs.items()}
     problems = [f"{tid}: {p}" for tid, found in audited.items() for p in found.problems]
     longest = sorted(logs, key=lambda tid: (-len(logs[tid]), tid))[:sample]

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .ports import Wakeup
+from .ports import Position, Wakeup
 
 log = logging.getLogger("threadbox.views")
 
@@ -41,7 +41,7 @@ class FollowerStatus:
     """Is the follower running, where is it, how often has it failed, and its last error."""
 
     running: bool
-    position: int
+    position: Position
     failures: int
     last_error: BaseException | None
 
@@ -50,14 +50,14 @@ class Follower:
     """A daemon thread: catch up, wait for news, again, until stopped."""
 
     def __init__(
-        self, catch_up: Callable[[], int], wakeup: Wakeup, retry_interval: float = 1.0
+        self, catch_up: Callable[[], Position], wakeup: Wakeup, retry_interval: float = 1.0
     ) -> None:
         self._catch_up = catch_up
         self._wakeup = wakeup
         self._retry = retry_interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, name="threadbox-views", daemon=True)
-        self._position = 0
+        self._position: Position = ""
         self._failures = 0
         self._error: BaseException | None = None
 
@@ -86,5 +86,5 @@ class Follower:
             except Exception as error:
                 self._error = error
                 self._failures += 1
-                log.exception("views catch-up failed at position %d; retrying", self._position)
+                log.exception("views catch-up failed after position %r; retrying", self._position)
                 self._stop.wait(self._retry)

@@ -21,6 +21,12 @@ from threadbox.domain.thread import Thread
 from threadbox.projections.changes import Change, Key, Row
 from threadbox.projections.tables import Tables
 
+Position = str
+"""A point in one store's commit order, as an opaque string: ``""`` is before every event.
+Positions of one store compare (as strings) in its commit order, survive restarts and are the same
+in every process; callers never parse them. SQLite and memory number events in commit order
+(one writer at a time); PostgreSQL orders them by writing transaction, then id (ADR 0009)."""
+
 
 class StreamConflict(Exception):
     """Another writer saved the thread first: the version this write expected is taken."""
@@ -28,15 +34,16 @@ class StreamConflict(Exception):
 
 @dataclass(frozen=True)
 class Notified:
-    """One event of the whole store's log, at its position (notification id)."""
+    """One event of the whole store's log, at its position."""
 
-    position: int
+    position: Position
     event: AnyThreadEvent
 
 
-# One event of the log as stored, without pydantic: (position, event type name, payload upcast
-# to the type's current version; the JSON form of ``threadbox.domain.events``).
-StoredPayload = tuple[int, str, dict[str, Any]]
+# One event of the log as stored, without pydantic: (position, event id, event type name, payload
+# upcast to the type's current version; the JSON form of ``threadbox.domain.events``). The event
+# id is the store's number for the event (unique, increasing along each thread's versions).
+StoredPayload = tuple[Position, int, str, dict[str, Any]]
 
 Progress = Callable[[int, int], None]  # (done, total)
 
@@ -77,17 +84,29 @@ class EventStore(Protocol):
     def save_snapshot(self, state: Thread) -> None:
         """Save what decisions need of ``state``, at its version."""
 
-    def read(self, *, after: int, limit: int, upto: int | None = None) -> list[Notified]:
-        """Events of every thread in log order, with positions greater than ``after``."""
+    def read(
+        self, *, after: Position, limit: int, upto: Position | None = None
+    ) -> list[Notified]:
+        """Events of every thread in commit order, after ``after`` (and at or before ``upto``):
+        only events whose place in the order is final, so a reader that goes on from the last
+        position it read sees every event exactly once."""
 
     def read_payloads(
-        self, *, after: int, limit: int, upto: int | None = None
+        self, *, after: Position, limit: int, upto: Position | None = None
     ) -> Iterator[StoredPayload]:
         """As ``read``, but the payloads as stored, without pydantic (for the projections),
         each decoded only when the iterator reaches it."""
 
-    def last_position(self) -> int:
-        """The position of the newest event of the log (0: none)."""
+    def last_position(self) -> Position:
+        """The newest position ``read`` reaches now (``""``: none): no event will ever appear
+        at or before it that a reader going on from it has not read."""
+
+    def committed_head(self) -> Position:
+        """The position of the newest committed event, readable yet or not. It is readable
+        once every transaction older than its own has ended (at once on SQLite and memory)."""
+
+    def count_after(self, position: Position, upto: Position | None = None) -> int:
+        """How many committed events come after ``position`` (at or before ``upto``)."""
 
     def ping(self) -> None:
         """Raise if the store cannot be reached."""
@@ -115,8 +134,10 @@ class EventArchive(Protocol):
     def archived(self, thread_id: str) -> list[ArchivedEvent]:
         """One thread's events, in version order."""
 
-    def archived_log(self, *, after: int, limit: int) -> list[tuple[int, ArchivedEvent]]:
-        """Every thread's events in log order, with their positions, after ``after``."""
+    def archived_log(
+        self, *, after: Position, limit: int
+    ) -> list[tuple[Position, ArchivedEvent]]:
+        """Every thread's events in commit order, with their positions, after ``after``."""
 
     def stored_version(self, thread_id: str) -> int:
         """The thread's latest version in this store (0: no events)."""
@@ -127,8 +148,8 @@ class EventArchive(Protocol):
     def append_archived(self, events: Sequence[ArchivedEvent]) -> None:
         """Append events as they are, atomically; versions still guard (``StreamConflict``)."""
 
-    def last_position(self) -> int:
-        """The position of the newest event of the log (0: none)."""
+    def count_after(self, position: Position, upto: Position | None = None) -> int:
+        """How many committed events come after ``position`` (at or before ``upto``)."""
 
 
 @dataclass
@@ -142,24 +163,25 @@ class VerifyReport:
 
 @dataclass(frozen=True)
 class ViewStatus:
-    """Where the views are in the log."""
+    """Where the views are in the log: their position, the position of the newest committed
+    event, and ``lag``, how many committed events the views have not applied yet (on
+    PostgreSQL it includes events a still-running older transaction keeps unreadable)."""
 
-    position: int
-    log_position: int
-
-    @property
-    def lag(self) -> int:
-        """Events of the log the views have not applied yet."""
-        return self.log_position - self.position
+    position: Position
+    log_position: Position
+    lag: int
 
 
 class Views(Protocol):
     """The read models of docs/semantics.md §6, kept up to date from the log, exactly once."""
 
-    def catch_up(self, until: int | None = None, progress: Progress | None = None) -> int:
-        """Apply events up to ``until`` (default: the end of the log); returns the position."""
+    def catch_up(
+        self, until: Position | None = None, progress: Progress | None = None
+    ) -> Position:
+        """Apply events up to ``until`` (default: every event committed before the call, waiting
+        for older transactions still running); returns the position."""
 
-    def rebuild(self, progress: Progress | None = None) -> int:
+    def rebuild(self, progress: Progress | None = None) -> Position:
         """Rebuild every view from the whole log, aside, then swap it in."""
 
     def verify(self, progress: Progress | None = None) -> VerifyReport:
@@ -196,10 +218,10 @@ class Views(Protocol):
     def thread_exists(self, thread_id: str) -> bool:
         """Do the views know this thread?"""
 
-    def add_listener(self, listener: Callable[[int], None]) -> None:
+    def add_listener(self, listener: Callable[[Position], None]) -> None:
         """Call ``listener(position)`` whenever the views move past new events."""
 
-    def remove_listener(self, listener: Callable[[int], None]) -> None:
+    def remove_listener(self, listener: Callable[[Position], None]) -> None:
         """Stop calling ``listener``."""
 
     def start_following(self) -> None:
@@ -219,18 +241,22 @@ class ViewBackend(Protocol):
     # they say nothing about the events, so catch-up raises them as they are.
     unavailable: tuple[type[Exception], ...]
 
-    def position(self) -> int:
+    def position(self) -> Position:
         """The log position the views reflect (the tracking record)."""
 
-    def apply(self, changes: Sequence[Change], from_position: int, to_position: int) -> bool:
+    def apply(
+        self, changes: Sequence[Change], from_position: Position, to_position: Position
+    ) -> bool:
         """Apply the changes and move the tracking position from ``from_position`` to
         ``to_position`` in one transaction. False (and nothing written) if the tracking
         position was not ``from_position``: another catch-up got there first."""
 
-    def replace_all(self, tables: Tables, position: int, progress: Progress | None) -> None:
+    def replace_all(
+        self, tables: Tables, position: Position, progress: Progress | None
+    ) -> None:
         """Swap in rebuilt views at ``position``, atomically: readers see old or new, whole."""
 
-    def dump(self) -> tuple[int, dict[str, dict[Key, Row]]]:
+    def dump(self) -> tuple[Position, dict[str, dict[Key, Row]]]:
         """The tracking position and every row, read in one consistent snapshot."""
 
     def pending_rows(self, thread_id: str) -> list[Row]:

@@ -48,7 +48,7 @@ def export_lines(
 ) -> Iterator[bytes]:
     """The named threads' events in version order (``ThreadNotFound`` for a thread without
     events), or every event in log order, one JSON line each."""
-    total = archive.last_position()
+    total = archive.count_after("")
     for count, event in enumerate(_exported(archive, thread_ids), start=1):
         yield line_of(event)
         if progress is not None and count % PROGRESS_EVERY == 0:
@@ -63,7 +63,7 @@ def _exported(archive: EventArchive, thread_ids: Sequence[str]) -> Iterator[Arch
                 raise ThreadNotFound(thread_id)
             yield from found
         return
-    position = 0
+    position = ""
     while batch := archive.archived_log(after=position, limit=BATCH):
         yield from (event for _, event in batch)
         position = batch[-1][0]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from threadbox.domain.records import (
@@ -22,6 +23,7 @@ from threadbox.projections.tables import Tables
 from .following import Follower, FollowerFailed, FollowerStatus, PollingWakeup
 from .ports import (
     EventStore,
+    Position,
     Progress,
     VerifyReport,
     ViewBackend,
@@ -30,6 +32,9 @@ from .ports import (
 )
 
 BATCH = 1000  # events per catch-up transaction
+# While committed events wait behind an older transaction still running (PostgreSQL), a catch-up
+# that must reach them reads again after these pauses, doubling from the first to the last.
+FIRST_PAUSE, LAST_PAUSE = 0.001, 0.05
 log = logging.getLogger("threadbox.views")
 
 
@@ -37,6 +42,7 @@ class ProjectionFailed(RuntimeError):
     """An event could not be applied to the views; they stay just before it."""
 
     def __init__(self, position: int, event_type: str) -> None:
+        # ``position``: the event's id in the store (its notification id), as the log shows it
         super().__init__(f"the views cannot apply event {position} ({event_type})")
         self.position = position
         self.event_type = event_type
@@ -52,28 +58,31 @@ def difference(table: str, key: Key, expected: Row | None, found: Row | None) ->
 
 
 def fold_log(
-    store: EventStore, upto: int | None = None, progress: Progress | None = None
-) -> tuple[Tables, int]:
-    """Every view folded in memory from the log, independently of any view table.
+    store: EventStore, upto: Position | None = None, progress: Progress | None = None
+) -> tuple[Tables, Position, int]:
+    """Every view folded in memory from the log (up to ``upto``, else every event readable
+    now), independently of any view table; with the position reached and the events folded.
 
     Each payload is decoded when the fold reaches it and dropped once projected, so the
     heap holds the rows and one batch of stored events, not a batch of decoded payloads:
     the cyclic collector has little to scan, and the fold runs at full speed with it on."""
     tables = Tables()
     apply = tables.apply
-    position = 0
-    total = upto if upto is not None else store.last_position()
+    position: Position = ""
+    folded = 0
+    total = store.count_after("", upto) if progress else 0
     while True:
         start = position
-        for position, event_type, payload in store.read_payloads(
+        for position, event_id, event_type, payload in store.read_payloads(  # noqa: B007
             after=start, limit=BATCH, upto=upto
-        ):
-            for change in changes_for(event_type, payload, position):
+        ):  # the position of the last event read is kept
+            folded += 1
+            for change in changes_for(event_type, payload, event_id):
                 apply(change)
         if position == start:
-            return tables, position
+            return tables, position, folded
         if progress:
-            progress(position, max(total, position))
+            progress(folded, max(total, folded))
 
 
 class ProjectedViews:
@@ -86,28 +95,43 @@ class ProjectedViews:
         self.backend = backend
         self.wakeup = wakeup or PollingWakeup(0.05)
         self._lock = threading.Lock()
-        self._seen = 0  # a lower bound of the backend's position
+        self._seen: Position = ""  # a lower bound of the backend's position
         self._follower: Follower | None = None
-        self._listeners: list[Callable[[int], None]] = []
+        self._listeners: list[Callable[[Position], None]] = []
 
-    def add_listener(self, listener: Callable[[int], None]) -> None:
+    def add_listener(self, listener: Callable[[Position], None]) -> None:
         """Call ``listener(position)`` whenever these views move past new events (it must be
         quick and thread-safe: it runs on the thread that caught up)."""
         self._listeners.append(listener)
 
-    def remove_listener(self, listener: Callable[[int], None]) -> None:
+    def remove_listener(self, listener: Callable[[Position], None]) -> None:
         """Stop calling ``listener``."""
         self._listeners.remove(listener)
 
-    def catch_up(self, until: int | None = None, progress: Progress | None = None) -> int:
-        """Apply the events the views have not seen, up to ``until`` (default: the end of
-        the log), a batch per transaction; returns the position the views are at."""
-        if until is not None and self._seen >= until:
+    def catch_up(
+        self, until: Position | None = None, progress: Progress | None = None
+    ) -> Position:
+        """Apply the events the views have not seen, a batch per transaction, up to ``until``
+        (default: every event committed before the call, in any process); returns the position
+        the views are at. Events that an older transaction, still running, keeps unreadable
+        (PostgreSQL) are waited for: a read after a write, anywhere, sees it."""
+        target = self.store.committed_head() if until is None else until
+        if self._seen >= target:
             return self._seen
+        return self._run(target, bounded=until is not None, wait=True, progress=progress)
+
+    def catch_up_readable(self) -> Position:
+        """Apply every event readable now, without waiting for older transactions: what the
+        background follower does on each wake-up (it wakes again when they commit)."""
+        return self._run(None, bounded=False, wait=False, progress=None)
+
+    def _run(
+        self, target: Position | None, *, bounded: bool, wait: bool, progress: Progress | None
+    ) -> Position:
         with self._lock:
             position = self.backend.position()
-            total = self.store.last_position()
-            position = self._catch_up(position, until, total, progress)
+            total = self.store.count_after(position, target) if progress else 0
+            position = self._catch_up(position, target, bounded, wait, total, progress)
             moved, self._seen = position > self._seen, max(self._seen, position)
         if moved:
             for listener in list(self._listeners):
@@ -115,27 +139,47 @@ class ProjectedViews:
         return position
 
     def _catch_up(
-        self, position: int, until: int | None, total: int, progress: Progress | None
-    ) -> int:
-        while until is None or position < until:
-            after = self._advance(position, BATCH)
-            if after is None:
-                break
-            position = after
+        self,
+        position: Position,
+        target: Position | None,
+        bounded: bool,
+        wait: bool,
+        total: int,
+        progress: Progress | None,
+    ) -> Position:
+        applied, pause = 0, FIRST_PAUSE
+        while target is None or position < target:
+            moved = self._advance(position, BATCH, target if bounded else None)
+            if moved is None:
+                if not wait or target is None:
+                    break
+                # ``target`` is committed but not readable yet: an older transaction is still
+                # running. Read again shortly; it is as long as that transaction runs.
+                time.sleep(pause)
+                pause = min(2 * pause, LAST_PAUSE)
+                continue
+            pause = FIRST_PAUSE
+            position, count = moved
+            applied += count
             if progress:
-                progress(position, max(total, position))
+                progress(applied, max(total, applied))
         return position
 
-    def _advance(self, position: int, limit: int) -> int | None:
-        """Apply the next ``limit`` events after ``position`` in one transaction; the position
-        the views are at afterwards (None: the log has nothing after ``position``). Each
-        payload is projected as it is read, so decoded payloads never pile up."""
-        read: list[tuple[int, str]] = []  # (position, event type) of each event read
+    def _advance(
+        self, position: Position, limit: int, upto: Position | None = None
+    ) -> tuple[Position, int] | None:
+        """Apply the next ``limit`` events after ``position`` (at or before ``upto``) in one
+        transaction; the position the views are at afterwards and the events applied (None:
+        nothing readable after ``position``). Each payload is projected as it is read, so
+        decoded payloads never pile up."""
+        read: list[tuple[Position, int, str]] = []  # (position, event id, type) of each event
         changes: list[Change] = []
         try:
-            for at, event_type, payload in self.store.read_payloads(after=position, limit=limit):
-                read.append((at, event_type))
-                changes.extend(changes_for(event_type, payload, at))
+            for at, event_id, event_type, payload in self.store.read_payloads(
+                after=position, limit=limit, upto=upto
+            ):
+                read.append((at, event_id, event_type))
+                changes.extend(changes_for(event_type, payload, event_id))
             if not read:
                 return None
             applied = self.backend.apply(changes, position, read[-1][0])
@@ -145,21 +189,24 @@ class ProjectedViews:
             if not read:
                 raise  # the log itself could not be read: no event is at fault
             if limit == 1:
-                raise ProjectionFailed(*read[0]) from error
+                raise ProjectionFailed(read[0][1], read[0][2]) from error
             # Find the failing event: apply the events before it one by one, then stop at it.
+            done = 0
             for _ in range(len(read)):
-                after = self._advance(position, 1)
+                after = self._advance(position, 1, upto)
                 if after is None:
                     break
-                position = after
-            return position
-        return read[-1][0] if applied else self.backend.position()
+                position, done = after[0], done + 1
+            return position, done
+        if applied:
+            return read[-1][0], len(read)
+        return self.backend.position(), 0  # another catch-up applied them first
 
-    def rebuild(self, progress: Progress | None = None) -> int:
+    def rebuild(self, progress: Progress | None = None) -> Position:
         """Fold the log aside, swap the result in, catch up. ``progress`` is called with
-        (events, log end) while folding, then with (rows, all rows) while filling."""
+        (events, log events) while folding, then with (rows, all rows) while filling."""
         with self._lock:
-            tables, position = fold_log(self.store, progress=progress)
+            tables, position, _ = fold_log(self.store, progress=progress)
             self.backend.replace_all(tables, position, progress)
             self._seen = position
         return self.catch_up()
@@ -168,18 +215,23 @@ class ProjectedViews:
         """Catch up, then compare every row with a fold of the log up to the same position."""
         self.catch_up()
         position, found = self.backend.dump()
-        expected, _ = fold_log(self.store, upto=position, progress=progress)
+        expected, _, events = fold_log(self.store, upto=position, progress=progress)
         differences: list[str] = []
         for table, rows in expected.flat().items():
             seen = found.get(table, {})
             for key in sorted(rows.keys() | seen.keys(), key=repr):
                 if rows.get(key) != seen.get(key):
                     differences.append(difference(table, key, rows.get(key), seen.get(key)))
-        return VerifyReport(ok=not differences, differences=differences, events=position)
+        return VerifyReport(ok=not differences, differences=differences, events=events)
 
     def status(self) -> ViewStatus:
-        """The views' position and the log's."""
-        return ViewStatus(position=self.backend.position(), log_position=self.store.last_position())
+        """The views' position, the newest committed event's, and how many committed events the
+        views have not applied (``lag``; on PostgreSQL, events an older transaction still
+        running keeps unreadable count too: the figure a long transaction makes grow)."""
+        position = self.backend.position()
+        head = self.store.committed_head()
+        lag = self.store.count_after(position, head) if head > position else 0
+        return ViewStatus(position=position, log_position=head, lag=lag)
 
     def pending(self, thread_id: str) -> list[PendingEntry]:
         """The thread's pending queue, in position order."""
@@ -224,7 +276,7 @@ class ProjectedViews:
     def start_following(self) -> None:
         """Keep catching up in a background thread (long-running processes: the server)."""
         if self._follower is None or not self._follower.status().running:
-            self._follower = Follower(self.catch_up, self.wakeup)
+            self._follower = Follower(self.catch_up_readable, self.wakeup)
             self._follower.start()
 
     def stop_following(self) -> None:

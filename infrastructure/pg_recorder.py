@@ -149,6 +149,9 @@ class CommitOrderRecorder(PostgresApplicationRecorder):
         )
         self._head = newest.format(table, SQL(" WHERE " + _READABLE))
         self._committed_head = newest.format(table, SQL(""))
+        count = SQL("SELECT count(*) AS events FROM {} WHERE {}").format(table, after)
+        self._count_after = count
+        self._count_after_upto = count + upto
 
     def _table(self) -> Composed:
         return SQL("{}.{}").format(
@@ -199,6 +202,21 @@ class CommitOrderRecorder(PostgresApplicationRecorder):
         reflect every write committed before it started notes this first, then reads until
         ``head()`` reaches it (it does once every transaction older than that write has ended)."""
         return self._newest(self._committed_head)
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def count_after(self, position: LogPosition, upto: LogPosition | None = None) -> int:
+        """How many committed events come after ``position`` (and at or before ``upto``),
+        readable yet or not: how far a reader at ``position`` is behind (an index range scan,
+        so it costs in proportion to the answer)."""
+        params: list[Any] = [str(position.transaction_id), position.notification_id]
+        statement = self._count_after
+        if upto is not None:
+            params += [str(upto.transaction_id), upto.notification_id]
+            statement = self._count_after_upto
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(statement, params, prepare=True)
+            row = curs.fetchone()
+        return 0 if row is None else int(row["events"])
 
     def _newest(self, statement: Composed) -> LogPosition | None:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:

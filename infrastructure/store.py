@@ -6,15 +6,22 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from eventsourcing.persistence import (
     ApplicationRecorder,
     InfrastructureFactory,
     IntegrityError,
+    Notification,
 )
-from threadbox.application.ports import ArchivedEvent, Notified, StoredPayload, StreamConflict
+from threadbox.application.ports import (
+    ArchivedEvent,
+    Notified,
+    Position,
+    StoredPayload,
+    StreamConflict,
+)
 from threadbox.domain.errors import InvalidInput
 from threadbox.domain.events import AnyThreadEvent, ThreadEvent
 from threadbox.domain.thread import Thread
@@ -30,6 +37,9 @@ from .codec import (
     stored_of,
     stream_id,
 )
+from .pg_recorder import CommitOrderRecorder, LogPosition
+from .pg_wakeup import QUIET_RECORDER_TOPIC, CommitNotifier, events_channel
+from .positions import decode_id, encode_id
 
 
 @dataclass(frozen=True)
@@ -106,10 +116,19 @@ class RecorderStore:
         else:
             ensure_pg_schema(location)
             env = dict(location.pg_env)
+            env["APPLICATION_RECORDER_TOPIC"] = QUIET_RECORDER_TOPIC
         with creating_tables(location):
             self._factory: Any = InfrastructureFactory.construct(env)
             self.events: ApplicationRecorder = self._factory.application_recorder()
             self.snapshots = self._factory.aggregate_recorder("snapshots")
+        self.log: LogOrder
+        self._notifier: CommitNotifier | None = None
+        if isinstance(self.events, CommitOrderRecorder):
+            self.log = CommitOrder(self.events)
+            channel = events_channel(location.pg_schema)
+            self._notifier = CommitNotifier(location.pg_conninfo, channel)
+        else:
+            self.log = IdOrder(self.events, location.kind)
 
     def append(self, events: Sequence[ThreadEvent]) -> list[int]:
         stored = [encode_event(e) for e in events]
@@ -117,6 +136,8 @@ class RecorderStore:
             positions = self.events.insert_events(stored)
         except IntegrityError as conflict:
             raise StreamConflict(str(conflict)) from conflict
+        if self._notifier is not None:
+            self._notifier.committed()
         return list(positions or [])
 
     def load(
@@ -165,29 +186,38 @@ class RecorderStore:
                     (sid, state.version),
                 )
 
-    def _read_stored(self, *, after: int, limit: int, upto: int | None = None) -> Sequence[Any]:
-        return self.events.select_notifications(after, limit, stop=upto, inclusive_of_start=False)
-
-    def read(self, *, after: int, limit: int, upto: int | None = None) -> list[Notified]:
+    def read(
+        self, *, after: Position, limit: int, upto: Position | None = None
+    ) -> list[Notified]:
         return [
-            Notified(n.id, decode_event(n))
-            for n in self._read_stored(after=after, limit=limit, upto=upto)
+            Notified(at, decode_event(n)) for at, n in self.log.select(after, limit, upto)
         ]
 
     def read_payloads(
-        self, *, after: int, limit: int, upto: int | None = None
+        self, *, after: Position, limit: int, upto: Position | None = None
     ) -> Iterator[StoredPayload]:
-        for n in self._read_stored(after=after, limit=limit, upto=upto):
+        for at, n in self.log.select(after, limit, upto):
             cls, payload = decode_payload(n.topic, n.state)
-            yield n.id, cls.__name__, payload
+            yield at, n.id, cls.__name__, payload
+
+    def last_position(self) -> Position:
+        return self.log.head()
+
+    def committed_head(self) -> Position:
+        return self.log.committed_head()
+
+    def count_after(self, position: Position, upto: Position | None = None) -> int:
+        return self.log.count_after(position, upto)
 
     # ---- the archive of stored events (export and import) ----------------------------------
 
     def archived(self, thread_id: str) -> list[ArchivedEvent]:
         return [archived_of(s) for s in self.events.select_events(stream_id(thread_id))]
 
-    def archived_log(self, *, after: int, limit: int) -> list[tuple[int, ArchivedEvent]]:
-        return [(n.id, archived_of(n)) for n in self._read_stored(after=after, limit=limit)]
+    def archived_log(
+        self, *, after: Position, limit: int
+    ) -> list[tuple[Position, ArchivedEvent]]:
+        return [(at, archived_of(n)) for at, n in self.log.select(after, limit, None)]
 
     def stored_version(self, thread_id: str) -> int:
         last = self.events.select_events(stream_id(thread_id), desc=True, limit=1)
@@ -202,14 +232,97 @@ class RecorderStore:
         except IntegrityError as conflict:
             raise StreamConflict(str(conflict)) from conflict
 
-    def last_position(self) -> int:
-        return self.events.max_notification_id() or 0
-
     def ping(self) -> None:
         self.events.max_notification_id()
 
     def close(self) -> None:
-        self._factory.close()
+        try:
+            if self._notifier is not None:
+                self._notifier.close()
+        finally:
+            self._factory.close()
+
+
+class LogOrder(Protocol):
+    """How a store's recorder reads the log in commit order, with positions as strings."""
+
+    def select(
+        self, after: Position, limit: int, upto: Position | None
+    ) -> list[tuple[Position, Notification]]:
+        """Events after ``after`` (at or before ``upto``), in commit order, with positions."""
+
+    def head(self) -> Position:
+        """The newest position a reader can read now (``""``: none)."""
+
+    def committed_head(self) -> Position:
+        """The newest committed position, readable yet or not."""
+
+    def count_after(self, position: Position, upto: Position | None) -> int:
+        """Committed events after ``position``, at or before ``upto``."""
+
+
+class IdOrder:
+    """SQLite and memory: one writer at a time, so notification ids are the commit order."""
+
+    def __init__(self, recorder: ApplicationRecorder, kind: str) -> None:
+        self.recorder = recorder
+        self.kind = kind
+
+    def select(
+        self, after: Position, limit: int, upto: Position | None
+    ) -> list[tuple[Position, Notification]]:
+        stop = None if upto is None else decode_id(upto)
+        found = self.recorder.select_notifications(
+            decode_id(after), limit, stop=stop, inclusive_of_start=False
+        )
+        return [(encode_id(n.id), n) for n in found]
+
+    def head(self) -> Position:
+        return encode_id(self.recorder.max_notification_id() or 0)
+
+    def committed_head(self) -> Position:
+        return self.head()
+
+    def count_after(self, position: Position, upto: Position | None) -> int:
+        start = decode_id(position)
+        stop = decode_id(upto) if upto is not None else self.recorder.max_notification_id() or 0
+        if stop <= start:
+            return 0
+        if self.kind == "memory":
+            return stop - start  # POPO numbers its events 1, 2, 3… without gaps
+        recorder: Any = self.recorder
+        with recorder.datastore.transaction(commit=False) as cursor:
+            cursor.execute(
+                f"SELECT count(*) FROM {recorder.events_table_name} WHERE rowid > ? AND rowid <= ?",
+                (start, stop),
+            )
+            return int(cursor.fetchone()[0])
+
+
+class CommitOrder:
+    """PostgreSQL without a table lock: positions are ``LogPosition`` encodings (ADR 0009)."""
+
+    def __init__(self, recorder: CommitOrderRecorder) -> None:
+        self.recorder = recorder
+
+    def select(
+        self, after: Position, limit: int, upto: Position | None
+    ) -> list[tuple[Position, Notification]]:
+        bound = None if upto is None else LogPosition.decode(upto)
+        found = self.recorder.select_after(LogPosition.decode(after), limit, bound)
+        return [(at.encode(), n) for at, n in found]
+
+    def head(self) -> Position:
+        found = self.recorder.head()
+        return "" if found is None else found.encode()
+
+    def committed_head(self) -> Position:
+        found = self.recorder.committed_head()
+        return "" if found is None else found.encode()
+
+    def count_after(self, position: Position, upto: Position | None) -> int:
+        bound = None if upto is None else LogPosition.decode(upto)
+        return int(self.recorder.count_after(LogPosition.decode(position), bound))
 
 
 def ensure_pg_schema(location: StoreLocation) -> None:

@@ -15,12 +15,12 @@ from threadbox.application.views import ProjectedViews
 from threadbox.domain.errors import StoreNotFound
 
 from .metrics import PrometheusMetrics
+from .pg_wakeup import events_channel
 from .store import RecorderStore, StoreLocation
 from .views.listening import ListeningWakeup
 from .views.memory import MemoryViewBackend
 
 EVENTS_TABLE = "stored_events"  # eventsourcing's application recorder table, in every store kind
-EVENTS_CHANNEL = EVENTS_TABLE  # eventsourcing's PostgreSQL recorder NOTIFYs its table name
 
 
 def open_mailbox(
@@ -62,7 +62,8 @@ def view_backend(location: StoreLocation) -> tuple[ViewBackend, Wakeup]:
         from .views.postgres import postgres_view_backend
 
         backend = postgres_view_backend(location.pg_conninfo, location.pg_schema)
-        return backend, ListeningWakeup(location.pg_conninfo, EVENTS_CHANNEL, fallback=1.0)
+        channel = events_channel(location.pg_schema)  # the store notifies it after commit
+        return backend, ListeningWakeup(location.pg_conninfo, channel, fallback=1.0)
     return MemoryViewBackend(), PollingWakeup(0.05)
 
 

@@ -44,7 +44,7 @@ def api(mailbox: Mailbox) -> Iterator[httpx.Client]:
 def answered(mailbox: Mailbox, api: httpx.Client, method: str, **request: Any) -> int:
     """The status of one request: a stream is closed at once; a refusal must be a problem
     document and must have written nothing."""
-    before = mailbox.store.last_position()
+    before = mailbox.store.committed_head()
     with api.stream(method, URL, **request) as response:
         status = response.status_code
         assert status < 500, response.read()[:400]
@@ -54,7 +54,7 @@ def answered(mailbox: Mailbox, api: httpx.Client, method: str, **request: Any) -
         problem = json.loads(response.read())
         assert response.headers["content-type"] == "application/problem+json"
         assert problem["status"] == status and problem["code"]
-    assert mailbox.store.last_position() == before, "a refused request wrote"
+    assert mailbox.store.committed_head() == before, "a refused request wrote"
     return status
 
 

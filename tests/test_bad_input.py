@@ -137,12 +137,12 @@ INVALID: dict[str, tuple[Call, str]] = {
 @pytest.mark.parametrize("case", list(INVALID), ids=list(INVALID))
 def test_invalid_input_names_the_field_and_writes_nothing(busy: Mailbox, case: str) -> None:
     call, field = INVALID[case]
-    position, version = busy.store.last_position(), busy.thread(T).version
+    position, version = busy.store.committed_head(), busy.thread(T).version
     with pytest.raises(InvalidInput) as raised:
         call(busy)
     assert raised.value.code == "invalid_input"
     assert raised.value.field == field
-    assert busy.store.last_position() == position
+    assert busy.store.committed_head() == position
     assert busy.thread(T).version == version
 
 
@@ -151,11 +151,11 @@ def test_an_invalid_first_delivery_does_not_create_the_thread(mailbox: Mailbox) 
         mailbox.deliver("fresh", [Message.user("fine"), {"role": "user", "content": []}])
     with pytest.raises(ThreadNotFound):
         mailbox.thread("fresh")
-    assert mailbox.store.last_position() == 0
+    assert mailbox.store.committed_head() == ""
 
 
 def test_an_oversize_message_is_payload_too_large_and_writes_nothing(busy: Mailbox) -> None:
-    position = busy.store.last_position()
+    position = busy.store.committed_head()
     huge = Message.user("x" * (1024 * 1024))
     for call in (
         lambda: busy.deliver(T, [huge]),
@@ -167,7 +167,7 @@ def test_an_oversize_message_is_payload_too_large_and_writes_nothing(busy: Mailb
             call()
         assert raised.value.code == "payload_too_large"
         assert raised.value.size > raised.value.limit == 1024 * 1024
-    assert busy.store.last_position() == position
+    assert busy.store.committed_head() == position
 
 
 @pytest.mark.parametrize(

@@ -152,9 +152,10 @@ def test_errors_are_one_line_with_their_code_and_a_fitting_exit_status(url: str)
 def test_the_views_commands_report_and_verify(url: str) -> None:
     with threadbox.open(url) as mailbox:
         mailbox.deliver("t1", [Message.user("a")])
+        last = mailbox.store.read(after="", limit=10)[-1].position
     code, out, _ = run(url, "views", "status", "--json")
     assert code == 0
-    assert json.loads(out)["log_position"] == 2
+    assert json.loads(out)["log_position"] == last
     assert run(url, "views", "catch-up")[0] == 0
     assert run(url, "views", "rebuild")[0] == 0
     code, out, _ = run(url, "views", "verify", "--json")

@@ -232,7 +232,7 @@ def test_a_writer_whose_connections_are_cut_recovers_and_loses_nothing(
 def assert_commands_whole(url: str) -> None:
     """A freeze is written as one batch: a run started or resumed with its messages frozen."""
     with threadbox.open(url) as mailbox:
-        for thread_id in {n.event.thread_id for n in mailbox.store.read(after=0, limit=10**6)}:
+        for thread_id in {n.event.thread_id for n in mailbox.store.read(after="", limit=10**6)}:
             events = mailbox.store.load(thread_id)
             for event, following in zip(events, [*events[1:], None], strict=True):
                 if isinstance(event, RunStarted | RunResumed):
@@ -319,7 +319,7 @@ def test_a_read_only_store_refuses_writes_clearly_and_serves_again_once_writable
     view.mkdir()
     with threadbox.open(url) as writer:
         writer.deliver("t", [Message.user("before")])
-        position = writer.store.last_position()
+        position = writer.store.committed_head()
         subprocess.run(["mount", "--bind", str(small_disk), str(view)], check=True)
         try:
             subprocess.run(["mount", "-o", "remount,bind,ro", str(view)], check=True)
@@ -329,7 +329,7 @@ def test_a_read_only_store_refuses_writes_clearly_and_serves_again_once_writable
                 threadbox.open(read_only) as mailbox,
             ):
                 mailbox.deliver("t", [Message.user("refused")])
-            assert writer.store.last_position() == position  # nothing written
+            assert writer.store.committed_head() == position  # nothing written
             subprocess.run(["mount", "-o", "remount,bind,rw", str(view)], check=True)
             with threadbox.open(read_only) as mailbox:
                 mailbox.deliver("t", [Message.user("accepted")])

@@ -197,11 +197,11 @@ def test_hostile_calls_are_accepted_or_refused_with_a_typed_error_writing_nothin
     hostile_mailbox: Mailbox, data: st.DataObject
 ) -> None:
     name, call = data.draw(calls(hostile_mailbox))
-    before = hostile_mailbox.store.last_position()
+    before = hostile_mailbox.store.committed_head()
     try:
         call()
     except ThreadboxError:
-        assert hostile_mailbox.store.last_position() == before, f"{name} wrote before refusing"
+        assert hostile_mailbox.store.committed_head() == before, f"{name} wrote before refusing"
     except Exception as e:
         pytest.fail(f"{name} raised {type(e).__name__}: {e!s:.300}")
 
@@ -216,11 +216,11 @@ def test_what_the_barrage_left_reads_back_the_same_from_the_log_and_the_views(
         data.draw(deliveries(hostile_mailbox)),  # at least one write to compare
         *data.draw(st.lists(mixed, min_size=20, max_size=40)),
     ]
-    before = hostile_mailbox.store.last_position()
+    before = hostile_mailbox.store.committed_head()
     for _name, call in data.draw(st.permutations(barrage)):
         with contextlib.suppress(ThreadboxError):  # refusals: the test above checks them
             call()
-    assert hostile_mailbox.store.last_position() > before, "the barrage wrote nothing to compare"
+    assert hostile_mailbox.store.committed_head() > before, "the barrage wrote nothing to compare"
     report = hostile_mailbox.views.verify()
     assert report.ok, report.differences[:5]
     from_log = Mailbox(hostile_mailbox.store, hostile_mailbox.views).pending(THREAD)

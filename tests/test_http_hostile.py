@@ -108,13 +108,13 @@ def guard_header(client: TestClient, route: Route) -> dict[str, str]:
 
 def assert_refused(mailbox: Mailbox, client: TestClient, method: str, url: str, **kw: Any) -> str:
     """The request is a 4xx problem document and the log did not move; returns its code."""
-    before = mailbox.store.last_position()
+    before = mailbox.store.committed_head()
     response = client.request(method, url, **kw)
     assert 400 <= response.status_code < 500, (response.status_code, response.text[:400])
     assert response.headers["content-type"] == "application/problem+json"
     code = response.json()["code"]
     assert isinstance(code, str) and code
-    assert mailbox.store.last_position() == before
+    assert mailbox.store.committed_head() == before
     return str(code)
 
 
@@ -321,7 +321,7 @@ def test_the_valid_requests_of_the_same_shapes_succeed(
         response = client.request(route.method, route.url, json=sent, headers=headers)
         assert response.status_code < 300, (name, response.text[:400])
 
-    start = mailbox.store.last_position()
+    start = mailbox.store.committed_head()
     send("reorder")
     send("edit")
     deep = user("d", metadata={"a": json.loads(nested(100))})
@@ -340,7 +340,7 @@ def test_the_valid_requests_of_the_same_shapes_succeed(
     send("freeze", {"boundary": "new_run", "run_id": "r2", "expected_version": None})
     for name in ("output", "suspend", "finish", "hide", "submit"):
         send(name)
-    assert mailbox.store.last_position() > start
+    assert mailbox.store.committed_head() > start
     assert client.get("/v1/threads/t1/pending").json()["entries"] == []
     assert client.get("/v1/runs/r1").json()["termination"] == "cancelled"
     assert [m["seq"] for m in client.get("/v1/threads/t2/committed").json()["messages"]] == [2]

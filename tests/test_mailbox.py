@@ -112,10 +112,10 @@ def test_edit_and_retract_respect_the_revision_guard(mailbox: Mailbox) -> None:
 
 def test_an_edit_to_identical_content_writes_nothing(mailbox: Mailbox) -> None:
     mailbox.deliver(T, [Message.user("a", id="a")])
-    before = mailbox.store.last_position()
+    before = mailbox.store.committed_head()
     entry = mailbox.edit(T, "a", Message.user("a"), expected_revision=1)
     assert entry.revision == 1
-    assert mailbox.store.last_position() == before
+    assert mailbox.store.committed_head() == before
 
 
 def test_reorder_with_its_version_guard_and_mismatch_lists(mailbox: Mailbox) -> None:
@@ -208,10 +208,10 @@ def test_a_freeze_with_nothing_selected_writes_nothing(mailbox: Mailbox) -> None
     r1, r2 = run_id(), run_id()
     mailbox.freeze(T, B.NEW_RUN, r1)
     mailbox.deliver(T, [Message.user("queued", id="q")])
-    before = mailbox.store.last_position()
+    before = mailbox.store.committed_head()
     result = mailbox.freeze(T, B.NEXT_STEP, r1)
     assert result.committed == []
-    assert mailbox.store.last_position() == before
+    assert mailbox.store.committed_head() == before
     with pytest.raises(ThreadBusy) as busy:
         mailbox.freeze(T, B.NEW_RUN, r2)
     assert (busy.value.code, busy.value.open_run_id) == ("thread_busy", r1)
@@ -284,11 +284,11 @@ def test_a_blocked_submit_names_the_blocker_and_writes_nothing(mailbox: Mailbox)
     r1 = run_id()
     mailbox.submit(T, [Message.user("go", id="go")], DeliveryMode(), r1)
     mailbox.deliver(T, [Message.user("at end", id="end")], DeliveryMode.on_natural_end())
-    before = mailbox.store.last_position()
+    before = mailbox.store.committed_head()
     with pytest.raises(DeliveryBlocked) as blocked:
         mailbox.submit(T, [Message.user("steer", id="s")], DeliveryMode.next_step(), r1)
     assert (blocked.value.code, blocked.value.blocking_pending_id) == ("delivery_blocked", "end")
-    assert mailbox.store.last_position() == before
+    assert mailbox.store.committed_head() == before
     assert ids(mailbox.pending(T)) == ["end"]
     with pytest.raises(MessageIdInUse) as in_use:
         mailbox.submit(T, [Message.user("go", id="go")], DeliveryMode.next_step(), r1)

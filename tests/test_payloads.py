@@ -63,13 +63,15 @@ def test_read_payloads_gives_each_event_as_its_pydantic_event_dumps_it() -> None
 
     with threadbox.open("memory://") as mb:
         run_a_thread(mb)
-        decoded = mb.store.read(after=0, limit=100)
-        raw = list(mb.store.read_payloads(after=0, limit=100))
+        decoded = mb.store.read(after="", limit=100)
+        raw = list(mb.store.read_payloads(after="", limit=100))
         assert len(raw) == len(decoded) > 5
-        for (position, name, payload), item in zip(raw, decoded, strict=True):
+        for (position, _, name, payload), item in zip(raw, decoded, strict=True):
             assert (position, name) == (item.position, type(item.event).__name__)
             assert payload == item.event.model_dump(mode="json")
-        assert list(mb.store.read_payloads(after=2, limit=2, upto=3)) == raw[2:3]
+        assert [event_id for _, event_id, _, _ in raw] == list(range(1, len(raw) + 1))
+        third = raw[2][0]
+        assert list(mb.store.read_payloads(after=raw[1][0], limit=2, upto=third)) == raw[2:3]
 
 
 def run_a_thread(mb: Mailbox) -> None:
@@ -101,8 +103,8 @@ def test_no_two_changes_of_a_log_share_a_row_or_a_list() -> None:
         mb.freeze("t", DeliveryBoundary.NEW_RUN, "r2")
         changes = [
             change
-            for position, name, payload in mb.store.read_payloads(after=0, limit=100)
-            for change in changes_for(name, payload, position)
+            for _, event_id, name, payload in mb.store.read_payloads(after="", limit=100)
+            for change in changes_for(name, payload, event_id)
         ]
     parts = [
         part

@@ -70,10 +70,10 @@ class MailboxMachine(RuleBasedStateMachine):
         try:
             expected = model_call()
         except Refused as refused:
-            position = self.mailbox.store.last_position()
+            position = self.mailbox.store.committed_head()
             with pytest.raises(refused.error):
                 mailbox_call()
-            assert self.mailbox.store.last_position() == position, "a refused command wrote"
+            assert self.mailbox.store.committed_head() == position, "a refused command wrote"
             return None
         return expected, mailbox_call()
 

@@ -19,7 +19,7 @@ class LogChanges:
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
-    def notify(self, position: int) -> None:
+    def notify(self, position: str) -> None:
         """From any thread: the views moved to ``position``."""
         loop = self._loop
         if loop is not None and not loop.is_closed():

@@ -1,5 +1,5 @@
-"""Wakes the views' background catch-up on PostgreSQL NOTIFY: eventsourcing's PostgreSQL
-recorder notifies its events table's channel on every insert."""
+"""Wakes the views' background catch-up on PostgreSQL NOTIFY: the store notifies its schema's
+channel after its writes commit (``threadbox.infrastructure.pg_wakeup``)."""
 
 from __future__ import annotations
 

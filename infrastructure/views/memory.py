@@ -6,7 +6,7 @@ import copy
 import threading
 from collections.abc import Sequence
 
-from threadbox.application.ports import Progress
+from threadbox.application.ports import Position, Progress
 from threadbox.projections.changes import Change, Key, Row, thread_of
 from threadbox.projections.tables import Tables
 
@@ -19,13 +19,15 @@ class MemoryViewBackend:
 
     def __init__(self) -> None:
         self._tables = Tables()
-        self._position = 0
+        self._position: Position = ""
         self._lock = threading.RLock()
 
-    def position(self) -> int:
+    def position(self) -> Position:
         return self._position
 
-    def apply(self, changes: Sequence[Change], from_position: int, to_position: int) -> bool:
+    def apply(
+        self, changes: Sequence[Change], from_position: Position, to_position: Position
+    ) -> bool:
         with self._lock:
             if self._position != from_position:
                 return False
@@ -39,11 +41,13 @@ class MemoryViewBackend:
             self._position = to_position
             return True
 
-    def replace_all(self, tables: Tables, position: int, progress: Progress | None) -> None:
+    def replace_all(
+        self, tables: Tables, position: Position, progress: Progress | None
+    ) -> None:
         with self._lock:
             self._tables, self._position = tables, position
 
-    def dump(self) -> tuple[int, dict[str, dict[Key, Row]]]:
+    def dump(self) -> tuple[Position, dict[str, dict[Key, Row]]]:
         with self._lock:
             return self._position, copy.deepcopy(self._tables.flat())
 

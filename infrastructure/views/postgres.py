@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 from psycopg.conninfo import make_conninfo
 from psycopg_pool import ConnectionPool
+from threadbox.application.ports import Position
 
+from ..pg_recorder import LogPosition
 from .sql import SqlViewBackend
 
 # A session lock: one rebuild at a time fills a schema's tables; the server releases it too if
@@ -29,6 +31,9 @@ class PostgresDialect:
     begin_write = "BEGIN"
     begin_snapshot = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
     lock_tracking = " FOR UPDATE"  # concurrent catch-ups queue here; the loser sees a new position
+    # A LogPosition in two columns (ADR 0009): the writing transaction, then the notification id.
+    tracked_columns = "transaction_id::text, position"
+    tracked_assignment = "transaction_id = ?::xid8, position = ?"
     no_limit: int | None = None  # LIMIT NULL is LIMIT ALL
     unavailable: tuple[type[Exception], ...] = (psycopg.OperationalError, psycopg.InterfaceError)
 
@@ -69,6 +74,30 @@ class PostgresDialect:
     def guard_schema(self, conn: psycopg.Connection[Any]) -> None:
         """Take the schema's lock until the transaction ends."""
         conn.execute(LOCK_SCHEMA)
+
+    def upgrade_tracking(self, conn: psycopg.Connection[Any]) -> None:
+        """Add the transaction column to a tracking table made before commit order (ADR 0009):
+        its position ``p`` (a notification id, in the order of the table lock) reads as
+        ``LogPosition(0, p)``, where the events written before the upgrade are. Only when
+        missing: an ALTER would wait for every catch-up in flight."""
+        found = conn.execute(
+            "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()"
+            " AND table_name = 'view_tracking' AND column_name = 'transaction_id'"
+        ).fetchone()
+        if found is None:
+            conn.execute(
+                "ALTER TABLE view_tracking ADD COLUMN IF NOT EXISTS"
+                " transaction_id xid8 NOT NULL DEFAULT '0'"
+            )
+
+    def position_of(self, values: Sequence[Any]) -> Position:
+        """The tracking row's ``LogPosition``, encoded."""
+        return LogPosition(int(values[0]), int(values[1])).encode()
+
+    def tracked_values(self, position: Position) -> tuple[Any, ...]:
+        """The transaction id (as text, cast to xid8) and notification id of ``position``."""
+        decoded = LogPosition.decode(position)
+        return (str(decoded.transaction_id), decoded.notification_id)
 
     def guard_rebuild(self, conn: psycopg.Connection[Any], held: bool) -> None:
         """Take or release the schema's rebuild lock."""

@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol, TypeVar
 
 import orjson
-from threadbox.application.ports import Progress
+from threadbox.application.ports import Position, Progress
 from threadbox.projections.changes import (
     COLUMNS,
     JSON_COLUMNS,
@@ -59,6 +59,15 @@ class Dialect(SqlTypes, Protocol):
 
     def guard_schema(self, conn: Connection) -> None:
         """Inside a transaction: serialise concurrent schema creation."""
+
+    def upgrade_tracking(self, conn: Connection) -> None:
+        """Inside the schema's creation: add what older tracking tables lack."""
+
+    def position_of(self, values: Sequence[Any]) -> Position:
+        """The position a tracking row holds (its ``tracked_columns``)."""
+
+    def tracked_values(self, position: Position) -> tuple[Any, ...]:
+        """The parameters of ``tracked_assignment`` for ``position``."""
 
     def guard_rebuild(self, conn: Connection, held: bool) -> None:
         """Take (``held``) or release the lock that lets one rebuild at a time fill tables."""
@@ -116,6 +125,7 @@ class SqlViewBackend:
                 conn.execute(statement)
         create_table, insert_row = self.statements.create_tracking
         conn.execute(create_table)
+        self.dialect.upgrade_tracking(conn)
         conn.execute(insert_row, (TRACKING_NAME,))
 
     def _transaction(self, conn: Connection, begin: str, work: Callable[[Connection], T]) -> T:
@@ -128,21 +138,24 @@ class SqlViewBackend:
         conn.execute("COMMIT")
         return result
 
-    def _tracked(self, conn: Connection, lock: bool) -> int:
+    def _tracked(self, conn: Connection, lock: bool) -> Position:
         statement = self.statements.tracked_for_update if lock else self.statements.tracked
-        return int(conn.execute(statement, (TRACKING_NAME,)).fetchone()[0])
+        return self.dialect.position_of(conn.execute(statement, (TRACKING_NAME,)).fetchone())
 
-    def _set_tracked(self, conn: Connection, position: int) -> None:
-        conn.execute(self.statements.set_tracked, (position, TRACKING_NAME))
+    def _set_tracked(self, conn: Connection, position: Position) -> None:
+        values = self.dialect.tracked_values(position)
+        conn.execute(self.statements.set_tracked, (*values, TRACKING_NAME))
 
     # ---- catch-up --------------------------------------------------------------------------
 
-    def position(self) -> int:
+    def position(self) -> Position:
         """The log position the views reflect."""
         with self.dialect.connection() as conn:
             return self._tracked(conn, lock=False)
 
-    def apply(self, changes: Sequence[Change], from_position: int, to_position: int) -> bool:
+    def apply(
+        self, changes: Sequence[Change], from_position: Position, to_position: Position
+    ) -> bool:
         """Apply a batch's changes and move tracking, in one transaction (see ``ViewBackend``):
         read the rows the batch touches, apply the changes to them in memory, write what
         differs."""
@@ -216,7 +229,9 @@ class SqlViewBackend:
 
     # ---- rebuild ---------------------------------------------------------------------------
 
-    def replace_all(self, tables: Tables, position: int, progress: Progress | None) -> None:
+    def replace_all(
+        self, tables: Tables, position: Position, progress: Progress | None
+    ) -> None:
         """Fill ``view_*__rebuild`` tables in batches, then swap them in in one transaction."""
         total = sum(len(group) for t in TABLES for group in tables.rows[t].values())
         with self.dialect.connection() as conn:
@@ -227,7 +242,12 @@ class SqlViewBackend:
                 self.dialect.guard_rebuild(conn, held=False)
 
     def _rebuild(
-        self, conn: Connection, tables: Tables, position: int, total: int, progress: Progress | None
+        self,
+        conn: Connection,
+        tables: Tables,
+        position: Position,
+        total: int,
+        progress: Progress | None,
     ) -> None:
         done = 0
         for table in TABLES:
@@ -248,7 +268,7 @@ class SqlViewBackend:
 
         self._transaction(conn, self.dialect.begin_write, insert)
 
-    def _swap(self, conn: Connection, position: int) -> None:
+    def _swap(self, conn: Connection, position: Position) -> None:
         self._tracked(conn, lock=True)  # wait for (and then exclude) any catch-up in flight
         for table in TABLES:
             self._swap_table(conn, self.statements.tables[table])
@@ -264,10 +284,10 @@ class SqlViewBackend:
         with self.dialect.connection() as conn:
             return [_decode(table, r) for r in conn.execute(statement, params).fetchall()]
 
-    def dump(self) -> tuple[int, dict[str, dict[Key, Row]]]:
+    def dump(self) -> tuple[Position, dict[str, dict[Key, Row]]]:
         """The tracking position and every row, in one snapshot."""
 
-        def read(conn: Connection) -> tuple[int, dict[str, dict[Key, Row]]]:
+        def read(conn: Connection) -> tuple[Position, dict[str, dict[Key, Row]]]:
             position = self._tracked(conn, lock=False)
             found: dict[str, dict[Key, Row]] = {}
             for table in TABLES:
@@ -277,7 +297,7 @@ class SqlViewBackend:
             return position, found
 
         with self.dialect.connection() as conn:
-            result: tuple[int, dict[str, dict[Key, Row]]] = self._transaction(
+            result: tuple[Position, dict[str, dict[Key, Row]]] = self._transaction(
                 conn, self.dialect.begin_snapshot, read
             )
             return result

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import orjson
+from threadbox.application.ports import Position
 
+from ..positions import decode_id, encode_id
 from .sql import SqlViewBackend
 
 
@@ -22,6 +24,8 @@ class SqliteDialect:
     begin_write = "BEGIN IMMEDIATE"  # take the write lock before reading tracking
     begin_snapshot = "BEGIN"  # WAL: every read of a transaction sees one snapshot
     lock_tracking = ""
+    tracked_columns = "position"  # the notification id: SQLite's commit order
+    tracked_assignment = "position = ?"
     no_limit: int | None = -1  # a negative LIMIT has no upper bound
     unavailable: tuple[type[Exception], ...] = (sqlite3.OperationalError,)
 
@@ -77,6 +81,18 @@ class SqliteDialect:
     def guard_schema(self, conn: sqlite3.Connection) -> None:
         """Nothing: ``BEGIN IMMEDIATE`` serialises schema creation."""
         return None  # BEGIN IMMEDIATE already lets one connection create the schema at a time
+
+    def upgrade_tracking(self, conn: sqlite3.Connection) -> None:
+        """Nothing: SQLite's tracking row has always held a notification id."""
+        return None
+
+    def position_of(self, values: Sequence[Any]) -> Position:
+        """The notification id, as a position."""
+        return encode_id(int(values[0]))
+
+    def tracked_values(self, position: Position) -> tuple[Any, ...]:
+        """The notification id of ``position``."""
+        return (decode_id(position),)
 
     def guard_rebuild(self, conn: sqlite3.Connection, held: bool) -> None:
         """Nothing: rebuilds of one SQLite file are not coordinated (ADR 0005)."""

@@ -52,6 +52,8 @@ class SqlTypes(Protocol):
     int_type: str
     bool_type: str
     lock_tracking: str  # appended to the tracking SELECT inside a write transaction
+    tracked_columns: str  # what the tracking SELECT reads (``Dialect.position_of`` decodes it)
+    tracked_assignment: str  # the SET clause that writes a position (``Dialect.tracked_values``)
 
     def sql(self, text: str) -> str:
         """Write ``?`` placeholders; the dialect turns them into its own."""
@@ -148,7 +150,7 @@ class ViewStatements:
         """The statements in ``dialect``, with its placeholders."""
         tables = {t: TableStatements.build(dialect, t) for t in TABLES}
         sql, select = dialect.sql, {t: tables[t].select for t in TABLES}
-        tracked = f"SELECT position FROM {TRACKING} WHERE name = ?"
+        tracked = f"SELECT {dialect.tracked_columns} FROM {TRACKING} WHERE name = ?"
         summaries = f"{select['threads']} WHERE thread_id > ? {{}} ORDER BY thread_id LIMIT ?"
         return cls(
             tables=tables,
@@ -162,7 +164,7 @@ class ViewStatements:
             ),
             tracked=sql(tracked),
             tracked_for_update=sql(tracked + dialect.lock_tracking),
-            set_tracked=sql(f"UPDATE {TRACKING} SET position = ? WHERE name = ?"),
+            set_tracked=sql(f"UPDATE {TRACKING} SET {dialect.tracked_assignment} WHERE name = ?"),
             pending=sql(f"{select['pending']} WHERE thread_id = ? ORDER BY position"),
             committed=sql(
                 f"{select['committed']} WHERE thread_id = ? AND seq > ? AND (visible OR ?) "

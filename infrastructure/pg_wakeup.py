@@ -1,0 +1,101 @@
+"""Wake-ups on PostgreSQL after commit, coalesced per process (ADR 0009).
+
+eventsourcing's recorder sends ``NOTIFY`` inside every writing transaction; PostgreSQL then holds
+a server-wide lock through each such commit, so notifying writers commit one at a time. The store
+writes with ``QuietRecorder`` instead (``CommitOrderRecorder`` without that ``NOTIFY``), and a
+``CommitNotifier`` sends one ``NOTIFY`` on the schema's channel after the commits, from a thread
+and connection of its own: the commits made while one is being sent share the next one. A
+listener that misses one (connection lost) still polls (``ListeningWakeup``'s fallback).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from .pg_recorder import CommitOrderRecorder
+
+log = logging.getLogger("threadbox.store")
+
+QUIET_RECORDER_TOPIC = "threadbox.infrastructure.pg_wakeup:QuietRecorder"
+"""eventsourcing's ``APPLICATION_RECORDER_TOPIC`` of the store's recorder."""
+
+
+def events_channel(schema: str) -> str:
+    """The channel a schema's writers notify after commit (one per schema, so that followers of
+    other schemas of the database are not woken)."""
+    return f"threadbox_events.{schema}"
+
+
+class QuietRecorder(CommitOrderRecorder):
+    """``CommitOrderRecorder`` without the ``NOTIFY`` in the writing transaction (the store's
+    ``CommitNotifier`` sends it after commit)."""
+
+    def _notify_channel(self, curs: Any) -> None:
+        return None
+
+
+class CommitNotifier:
+    """After ``committed()``, one ``NOTIFY`` on ``channel`` from a daemon thread, shared by every
+    commit made until it is sent. ``close()`` sends what is due, then stops."""
+
+    def __init__(self, conninfo: str, channel: str) -> None:
+        self.conninfo = conninfo
+        self.statement = sql.SQL("NOTIFY {}").format(sql.Identifier(channel))
+        self._due = threading.Event()
+        self._closing = False
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.failures = 0
+
+    def committed(self) -> None:
+        """A write committed: notify soon (without waiting for it)."""
+        with self._lock:
+            if self._closing:
+                return
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="threadbox-notify", daemon=True
+                )
+                self._thread.start()
+        self._due.set()
+
+    def _run(self) -> None:
+        conn: psycopg.Connection[Any] | None = None
+        try:
+            while True:
+                self._due.wait()
+                self._due.clear()
+                conn = self._notify(conn)  # at close too: a commit may have set it just before
+                if self._closing:
+                    return
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def _notify(self, conn: psycopg.Connection[Any] | None) -> psycopg.Connection[Any] | None:
+        try:
+            if conn is None or conn.closed:
+                conn = psycopg.connect(self.conninfo, autocommit=True)
+            conn.execute(self.statement)
+            return conn
+        except psycopg.Error:
+            # Followers still poll: they learn of the commit within their fallback interval.
+            self.failures += 1
+            log.warning("could not NOTIFY after commit; followers will poll", exc_info=True)
+            if conn is not None:
+                conn.close()
+            return None
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Send the notification still due, then stop the thread."""
+        with self._lock:
+            self._closing = True
+            thread = self._thread
+        self._due.set()
+        if thread is not None:
+            thread.join(timeout)
