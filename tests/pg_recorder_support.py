@@ -3,6 +3,7 @@ the committed rows read directly (the expected answers, independent of the recor
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -50,6 +51,17 @@ def opened(env: dict[str, str]) -> Iterator[Any]:
         yield factory.application_recorder()
     finally:
         factory.close()
+
+
+def settled(recorder: Any) -> Any:
+    """``recorder`` once every committed event is readable: transactions anywhere on the server
+    (other tests, other clients) hold the bound down while they run, so a read right after a
+    write may not reach it yet."""
+    deadline = time.monotonic() + WAIT
+    while recorder.head() != recorder.committed_head():
+        assert time.monotonic() < deadline, "the committed events never became readable"
+        time.sleep(0.01)
+    return recorder
 
 
 def event(stream: uuid.UUID, version: int, topic: str = "test:Event") -> StoredEvent:

@@ -21,6 +21,7 @@ from pg_recorder_support import (
     opened,
     own_location,
     recorder_env,
+    settled,
     stored_rows,
 )
 from psycopg import sql
@@ -59,7 +60,7 @@ def quiet_location(private_database: str) -> StoreLocation:
 def read_all(recorder: CommitOrderRecorder, start: LogPosition, limit: int) -> list[Key]:
     """Everything after ``start`` in commit order, ``limit`` events a read."""
     keys: list[Key] = []
-    while batch := recorder.select_after(start, limit):
+    while batch := settled(recorder).select_after(start, limit):
         keys += [(n.originator_id, n.originator_version) for _, n in batch]
         start = batch[-1][0]
     return keys
@@ -131,7 +132,7 @@ def test_the_events_of_one_write_share_its_transaction_and_upto_bounds_a_read(
     stream = uuid.uuid4()
     ids = recorder.insert_events([event(stream, v) for v in (1, 2, 3)])
     recorder.insert_events([event(stream, 4)])
-    read = recorder.select_after(LogPosition.START, 10)
+    read = settled(recorder).select_after(LogPosition.START, 10)
     assert [n.id for _, n in read[:3]] == ids and [n.originator_version for _, n in read] == [
         1,
         2,
@@ -202,7 +203,7 @@ def test_the_librarys_one_round_trip_insert_function_records_notifies_and_confli
         heard = [n.channel for n in listener.notifies(timeout=WAIT, stop_after=2)]
         with pytest.raises(IntegrityError):
             made.insert_events([event(stream, 3)])
-        read = made.select_after(LogPosition.START, 10)
+        read = settled(made).select_after(LogPosition.START, 10)
     assert heard == [made.channel_name] * 2
     assert [n.originator_version for _, n in read] == [1, 2, 3]
     first, second = read[0][0].transaction_id, read[2][0].transaction_id
