@@ -84,9 +84,7 @@ class EventStore(Protocol):
     def save_snapshot(self, state: Thread) -> None:
         """Save what decisions need of ``state``, at its version."""
 
-    def read(
-        self, *, after: Position, limit: int, upto: Position | None = None
-    ) -> list[Notified]:
+    def read(self, *, after: Position, limit: int, upto: Position | None = None) -> list[Notified]:
         """Events of every thread in commit order, after ``after`` (and at or before ``upto``):
         only events whose place in the order is final, so a reader that goes on from the last
         position it read sees every event exactly once."""
@@ -107,6 +105,10 @@ class EventStore(Protocol):
 
     def count_after(self, position: Position, upto: Position | None = None) -> int:
         """How many committed events come after ``position`` (at or before ``upto``)."""
+
+    def oldest_transaction_age(self) -> float | None:
+        """Seconds the oldest transaction that holds readers back has run (PostgreSQL: any
+        writing transaction on the server); ``None`` where none can (SQLite, memory)."""
 
     def ping(self) -> None:
         """Raise if the store cannot be reached."""
@@ -134,9 +136,7 @@ class EventArchive(Protocol):
     def archived(self, thread_id: str) -> list[ArchivedEvent]:
         """One thread's events, in version order."""
 
-    def archived_log(
-        self, *, after: Position, limit: int
-    ) -> list[tuple[Position, ArchivedEvent]]:
+    def archived_log(self, *, after: Position, limit: int) -> list[tuple[Position, ArchivedEvent]]:
         """Every thread's events in commit order, with their positions, after ``after``."""
 
     def stored_version(self, thread_id: str) -> int:
@@ -170,14 +170,13 @@ class ViewStatus:
     position: Position
     log_position: Position
     lag: int
+    oldest_transaction_seconds: float | None = None  # PostgreSQL: what the lag may wait on
 
 
 class Views(Protocol):
     """The read models of docs/semantics.md §6, kept up to date from the log, exactly once."""
 
-    def catch_up(
-        self, until: Position | None = None, progress: Progress | None = None
-    ) -> Position:
+    def catch_up(self, until: Position | None = None, progress: Progress | None = None) -> Position:
         """Apply events up to ``until`` (default: every event committed before the call, waiting
         for older transactions still running); returns the position."""
 
@@ -251,9 +250,7 @@ class ViewBackend(Protocol):
         ``to_position`` in one transaction. False (and nothing written) if the tracking
         position was not ``from_position``: another catch-up got there first."""
 
-    def replace_all(
-        self, tables: Tables, position: Position, progress: Progress | None
-    ) -> None:
+    def replace_all(self, tables: Tables, position: Position, progress: Progress | None) -> None:
         """Swap in rebuilt views at ``position``, atomically: readers see old or new, whole."""
 
     def dump(self) -> tuple[Position, dict[str, dict[Key, Row]]]:

@@ -108,9 +108,7 @@ class ProjectedViews:
         """Stop calling ``listener``."""
         self._listeners.remove(listener)
 
-    def catch_up(
-        self, until: Position | None = None, progress: Progress | None = None
-    ) -> Position:
+    def catch_up(self, until: Position | None = None, progress: Progress | None = None) -> Position:
         """Apply the events the views have not seen, a batch per transaction, up to ``until``
         (default: every event committed before the call, in any process); returns the position
         the views are at. Events that an older transaction, still running, keeps unreadable
@@ -231,7 +229,8 @@ class ProjectedViews:
         position = self.backend.position()
         head = self.store.committed_head()
         lag = self.store.count_after(position, head) if head > position else 0
-        return ViewStatus(position=position, log_position=head, lag=lag)
+        oldest = self.store.oldest_transaction_age()
+        return ViewStatus(position, head, lag, oldest)
 
     def pending(self, thread_id: str) -> list[PendingEntry]:
         """The thread's pending queue, in position order."""

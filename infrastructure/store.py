@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -186,12 +187,8 @@ class RecorderStore:
                     (sid, state.version),
                 )
 
-    def read(
-        self, *, after: Position, limit: int, upto: Position | None = None
-    ) -> list[Notified]:
-        return [
-            Notified(at, decode_event(n)) for at, n in self.log.select(after, limit, upto)
-        ]
+    def read(self, *, after: Position, limit: int, upto: Position | None = None) -> list[Notified]:
+        return [Notified(at, decode_event(n)) for at, n in self.log.select(after, limit, upto)]
 
     def read_payloads(
         self, *, after: Position, limit: int, upto: Position | None = None
@@ -209,14 +206,21 @@ class RecorderStore:
     def count_after(self, position: Position, upto: Position | None = None) -> int:
         return self.log.count_after(position, upto)
 
+    def oldest_transaction_age(self) -> float | None:
+        if not isinstance(self.events, CommitOrderRecorder):
+            return None
+        started = self.events.oldest_transaction_start()
+        if started is None:
+            return 0.0
+        age: float = (datetime.now(started.tzinfo) - started).total_seconds()
+        return max(0.0, age)
+
     # ---- the archive of stored events (export and import) ----------------------------------
 
     def archived(self, thread_id: str) -> list[ArchivedEvent]:
         return [archived_of(s) for s in self.events.select_events(stream_id(thread_id))]
 
-    def archived_log(
-        self, *, after: Position, limit: int
-    ) -> list[tuple[Position, ArchivedEvent]]:
+    def archived_log(self, *, after: Position, limit: int) -> list[tuple[Position, ArchivedEvent]]:
         return [(at, archived_of(n)) for at, n in self.log.select(after, limit, None)]
 
     def stored_version(self, thread_id: str) -> int:

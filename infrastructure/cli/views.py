@@ -39,12 +39,17 @@ def build_views_cli() -> typer.Typer:
                 "position": found.position,
                 "log_position": found.log_position,
                 "lag": found.lag,
+                "oldest_transaction_seconds": found.oldest_transaction_seconds,
             }
             if as_json:
                 session.print_json(report)
             else:
+                oldest = found.oldest_transaction_seconds
                 session.out.print(
-                    f"views at {found.position} of {found.log_position} (lag {found.lag})"
+                    f"views at {found.position or 'the start'} of "
+                    f"{found.log_position or 'the start'} (lag {found.lag} events"
+                    + ("" if oldest is None else f"; oldest transaction {oldest:.1f} s")
+                    + ")"
                 )
 
     @views.command("catch-up")
@@ -56,7 +61,7 @@ def build_views_cli() -> typer.Typer:
             progress_bar(session, "catching up") as advance,
         ):
             position = mailbox.views.catch_up(progress=advance)
-        session.out.print(f"views at position {position}")
+        session.out.print(f"views at position {position or 'the start'}")
 
     @views.command()
     def rebuild(ctx: typer.Context) -> None:
@@ -67,7 +72,7 @@ def build_views_cli() -> typer.Typer:
             progress_bar(session, "rebuilding") as advance,
         ):
             position = mailbox.views.rebuild(progress=advance)
-        session.out.print(f"views rebuilt up to position {position}")
+        session.out.print(f"views rebuilt up to position {position or 'the start'}")
 
     @views.command()
     def verify(ctx: typer.Context, as_json: AsJson = False) -> None:

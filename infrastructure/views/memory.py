@@ -41,9 +41,7 @@ class MemoryViewBackend:
             self._position = to_position
             return True
 
-    def replace_all(
-        self, tables: Tables, position: Position, progress: Progress | None
-    ) -> None:
+    def replace_all(self, tables: Tables, position: Position, progress: Progress | None) -> None:
         with self._lock:
             self._tables, self._position = tables, position
 

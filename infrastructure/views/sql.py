@@ -229,9 +229,7 @@ class SqlViewBackend:
 
     # ---- rebuild ---------------------------------------------------------------------------
 
-    def replace_all(
-        self, tables: Tables, position: Position, progress: Progress | None
-    ) -> None:
+    def replace_all(self, tables: Tables, position: Position, progress: Progress | None) -> None:
         """Fill ``view_*__rebuild`` tables in batches, then swap them in in one transaction."""
         total = sum(len(group) for t in TABLES for group in tables.rows[t].values())
         with self.dialect.connection() as conn:
