@@ -304,7 +304,7 @@ def load(
                 reports = pending.get()
         with console.status("auditing"), threadbox.open(store_url) as mb:
             store_audit = audit(mb.store, mb.views)
-            log_events = mb.store.last_position()
+            log_events = mb.store.count_after("")
     with own_store(url, "bare") as bare_url:  # bare events are not threadbox events
         threadbox.open(bare_url).close()
         bare = bare_rate(bare_url, processes, threads, seconds)
