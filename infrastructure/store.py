@@ -235,6 +235,8 @@ class RecorderStore:
             self.events.insert_events([stored_of(e) for e in events])
         except IntegrityError as conflict:
             raise StreamConflict(str(conflict)) from conflict
+        if self._notifier is not None:
+            self._notifier.committed()
 
     def ping(self) -> None:
         self.events.max_notification_id()
