@@ -91,7 +91,7 @@ class Readings(Collector):
             value=mailbox.snapshot_failures,
         )
         try:
-            lag = mailbox.views.status().lag
+            status = mailbox.views.status()
         except Exception:  # a scrape must answer even when the store does not
             log.warning("view lag not read: the store did not answer", exc_info=True)
             yield GaugeMetricFamily(
@@ -104,5 +104,12 @@ class Readings(Collector):
         yield GaugeMetricFamily(
             "threadbox_view_lag_events",
             "Events of the log the views have not applied yet (long transactions delay them).",
-            value=lag,
+            value=status.lag,
         )
+        if status.oldest_transaction_seconds is not None:
+            yield GaugeMetricFamily(
+                "threadbox_oldest_transaction_age_seconds",
+                "PostgreSQL: the age of the oldest running transaction, which holds back what "
+                "followers may read (the lag waits on it).",
+                value=status.oldest_transaction_seconds,
+            )
