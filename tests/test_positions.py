@@ -3,6 +3,7 @@ events, and the wake-up PostgreSQL writers send after commit (ADR 0009)."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -40,11 +41,18 @@ def test_a_string_that_is_no_position_of_an_id_ordered_store_is_refused_naming_i
 
 
 def write(mailbox: Mailbox) -> int:
-    """A few commands on two threads; how many events they wrote (from the threads' histories)."""
+    """A few commands on two threads; how many events they wrote (from the threads' histories),
+    once all of them are readable (on PostgreSQL any transaction on the shared server, another
+    test's or client's, holds back what is readable while it runs)."""
     mailbox.deliver("a", [Message.user("one"), Message.user("two")])
     mailbox.deliver("b", [Message.user("three")])
     mailbox.freeze("a", "new_run", "r1")
-    return len(mailbox.history("a")) + len(mailbox.history("b"))
+    written = len(mailbox.history("a")) + len(mailbox.history("b"))
+    deadline = time.monotonic() + WAIT
+    while len(mailbox.store.read(after="", limit=written + 1)) < written:
+        assert time.monotonic() < deadline, "the committed events never became readable"
+        time.sleep(0.01)
+    return written
 
 
 def test_positions_of_the_log_strictly_increase_from_the_start(mailbox: Mailbox) -> None:
