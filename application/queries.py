@@ -191,8 +191,8 @@ def _pending_page(state: Thread) -> tuple[list[PendingEntry], int]:
 
 
 def _pending_entry(state: Thread, pending_id: str) -> PendingEntry:
-    index, _ = guards.find_pending(state, pending_id, None)
-    return results.pending_entry(state, index)
+    guards.find_pending(state, pending_id, None)  # there, or the error that says why not
+    return results.entry_of(state, pending_id)
 
 
 def _as_then(message: CommittedMessage, then: Thread) -> CommittedMessage:

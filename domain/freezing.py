@@ -75,6 +75,12 @@ def _plan_runs(state: Thread, boundary: DeliveryBoundary, run_id: str) -> _RunPl
     return _RunPlan(True, False, None)
 
 
+def _without(state: Thread, expired: list[str]) -> list[Pending]:
+    """The queue a freeze scans: the pending zone less the entries that expire before it."""
+    gone = set(expired)  # built once: the filter is one pass over the queue
+    return [p for p in state.pending if p.pending_id not in gone]
+
+
 def _commit_input(
     emit: Emitter,
     queue: Sequence[Pending],
@@ -123,7 +129,7 @@ def freeze(state: Thread, command: Freeze, now: datetime) -> list[AnyThreadEvent
     boundary, run_id = command.boundary, command.run_id
     plan = _plan_runs(state, boundary, run_id)
     expired = state.expiring(plan.interrupted) if plan.interrupted else []
-    queue = [p for p in state.pending if p.pending_id not in set(expired)]
+    queue = _without(state, expired)
     scan = scan_for_freeze(queue, boundary, run_id)
     if not scan.selected:
         return []
@@ -145,7 +151,7 @@ def submit(state: Thread, command: Submit, now: datetime) -> list[AnyThreadEvent
     plan = _plan_runs(state, mode.boundary, run_id)
     expired = state.expiring(plan.interrupted) if plan.interrupted else []
     new = [Pending(i, m, mode, 1, now, now, m) for i, m in zip(ids, command.messages, strict=True)]
-    queue = [p for p in state.pending if p.pending_id not in set(expired)] + new
+    queue = _without(state, expired) + new
     scan = scan_for_freeze(queue, mode.boundary, run_id)
     first_new = len(queue) - len(new)
     if scan.selected[-len(new) :] != list(range(first_new, len(queue))):

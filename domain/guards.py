@@ -42,16 +42,14 @@ def not_pending(state: Thread, pending_id: str) -> errors.ThreadboxError:
             return errors.NotPending(pending_id, how, seq)
 
 
-def find_pending(
-    state: Thread, pending_id: str, expected_revision: int | None
-) -> tuple[int, Pending]:
-    """The pending entry and its index; it must exist, at the expected revision if one is."""
+def find_pending(state: Thread, pending_id: str, expected_revision: int | None) -> Pending:
+    """The pending entry; it must exist, at the expected revision if one is."""
     require_thread(state)
     found = state.find_pending(pending_id)
     if found is None:
         raise not_pending(state, pending_id)
-    if expected_revision is not None and expected_revision != found[1].revision:
-        raise errors.RevisionConflict(expected_revision, found[1].revision)
+    if expected_revision is not None and expected_revision != found.revision:
+        raise errors.RevisionConflict(expected_revision, found.revision)
     return found
 
 

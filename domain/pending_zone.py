@@ -36,7 +36,7 @@ def _is_new(state: Thread, message_id: str, message: Message, mode: DeliveryMode
     if message_id not in state.used:
         return True
     found = state.find_pending(message_id)
-    if found and found[1].original == message and found[1].mode == mode:
+    if found and found.original == message and found.mode == mode:
         return False
     raise in_use(state, message_id)
 
@@ -61,7 +61,7 @@ def deliver(state: Thread, command: Deliver, now: datetime) -> list[AnyThreadEve
 
 def edit(state: Thread, command: Edit, now: datetime) -> list[AnyThreadEvent]:
     """Replace a pending message's content; the same content again is a no-op."""
-    _, item = find_pending(state, command.pending_id, command.expected_revision)
+    item = find_pending(state, command.pending_id, command.expected_revision)
     if command.message.id is not None and command.message.id != command.pending_id:
         raise errors.InvalidInput(
             f"the message id {command.message.id!r} differs from the pending id "
@@ -83,7 +83,7 @@ def edit(state: Thread, command: Edit, now: datetime) -> list[AnyThreadEvent]:
 
 def retract(state: Thread, command: Retract, now: datetime) -> list[AnyThreadEvent]:
     """Take a pending message back before the model reads it."""
-    _, item = find_pending(state, command.pending_id, command.expected_revision)
+    item = find_pending(state, command.pending_id, command.expected_revision)
     emit = Emitter(state, now)
     emit(PendingMessageRetracted, pending_id=command.pending_id, revision=item.revision)
     return emit.events
@@ -93,10 +93,10 @@ def reorder(state: Thread, command: Reorder, now: datetime) -> list[AnyThreadEve
     """Put the pending zone in a new order (a permutation of it); the same order is a no-op."""
     require_thread(state)
     require_version(state, command.expected_version)
-    current = [p.pending_id for p in state.pending]
+    current = state.pending.ids()
     wanted = list(command.ordered_ids)
-    counts = Counter(wanted)
-    outside = [i for i in counts if i not in set(current)]
+    counts = Counter(wanted)  # every check below is one pass over a list, with O(1) look-ups
+    outside = [i for i in counts if state.pending.get(i) is None]
     mismatch = errors.ReorderMismatch(
         missing=[i for i in current if i not in counts],
         unknown=[i for i in outside if i not in state.used],

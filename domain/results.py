@@ -42,18 +42,17 @@ from .records import (
     Termination,
     ThreadState,
 )
-from .thread import Run, Thread
+from .thread import Pending, Run, Thread
 
 # ---- records of the state --------------------------------------------------------------------
 
 
-def pending_entry(state: Thread, index: int) -> PendingEntry:
-    """The pending entry at ``index`` of the queue (its position is ``index + 1``)."""
-    item = state.pending[index]
+def pending_entry(state: Thread, item: Pending, position: int) -> PendingEntry:
+    """A pending entry of the thread as callers read it, at ``position`` (1 for the head)."""
     return PendingEntry(
         pending_id=item.pending_id,
         thread_id=state.thread_id,
-        position=index + 1,
+        position=position,
         revision=item.revision,
         message=item.message,
         mode=item.mode,
@@ -64,7 +63,7 @@ def pending_entry(state: Thread, index: int) -> PendingEntry:
 
 def pending_entries(state: Thread) -> list[PendingEntry]:
     """The pending zone, in position order."""
-    return [pending_entry(state, i) for i in range(len(state.pending))]
+    return [pending_entry(state, item, n) for n, item in enumerate(state.pending, start=1)]
 
 
 def run_record(state: Thread, run: Run) -> RunRecord:
@@ -100,11 +99,13 @@ def thread_state(state: Thread) -> ThreadState:
     )
 
 
-def _index_of(state: Thread, pending_id: str) -> int:
+def entry_of(state: Thread, pending_id: str) -> PendingEntry:
+    """The pending entry with this id as it is now (one walk of the queue, for its position)."""
     found = state.find_pending(pending_id)
-    if found is None:  # the decision found it on this very state: only a misuse gets here
+    position = state.pending.position(pending_id)
+    if found is None or position is None:  # the decision found it on this very state: a misuse
         raise not_pending(state, pending_id)
-    return found[0]
+    return pending_entry(state, found, position)
 
 
 # ---- command results -------------------------------------------------------------------------
@@ -130,15 +131,17 @@ def delivered(
         for n, (event, d) in enumerate(new, start=1)
         if (message_id := d.message.id) is not None
     }
-    return [
-        appended.get(message_id) or pending_entry(state, _index_of(state, message_id))
-        for message_id in require_unique_ids(command.messages)
-    ]
+    ids = require_unique_ids(command.messages)
+    if all(message_id in appended for message_id in ids):
+        return [appended[message_id] for message_id in ids]
+    # Repeats of a delivery answer with their entries as they are: positions read in one walk.
+    now = {entry.pending_id: entry for entry in pending_entries(state)}
+    return [appended.get(message_id) or now[message_id] for message_id in ids]
 
 
 def edited(command: Edit, state: Thread, events: Sequence[AnyThreadEvent]) -> PendingEntry:
     """The entry with its new content and revision (as it is, when the edit changed nothing)."""
-    entry = pending_entry(state, _index_of(state, command.pending_id))
+    entry = entry_of(state, command.pending_id)
     for event in events:
         if isinstance(event, PendingMessageEdited):
             update = {"message": event.message, "revision": event.revision}
@@ -148,21 +151,21 @@ def edited(command: Edit, state: Thread, events: Sequence[AnyThreadEvent]) -> Pe
 
 def retracted(command: Retract, state: Thread, events: Sequence[AnyThreadEvent]) -> PendingEntry:
     """The entry as it was when it was retracted."""
-    return pending_entry(state, _index_of(state, command.pending_id))
+    return entry_of(state, command.pending_id)
 
 
 def reordered(
     command: Reorder, state: Thread, events: Sequence[AnyThreadEvent]
 ) -> list[PendingEntry]:
     """The pending zone in its new order (as it is, when the order did not change)."""
-    order = [p.pending_id for p in state.pending]
+    order = state.pending.ids()
     for event in events:
         if isinstance(event, PendingQueueReordered):
             order = list(event.order)
-    index = {item.pending_id: n for n, item in enumerate(state.pending)}
     return [
-        pending_entry(state, index[pending_id]).model_copy(update={"position": n})
+        pending_entry(state, item, n)
         for n, pending_id in enumerate(order, start=1)
+        if (item := state.find_pending(pending_id)) is not None
     ]
 
 

@@ -8,6 +8,7 @@ Decisions never mutate a state; callers that need the old state keep a ``copy()`
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import assert_never
@@ -49,6 +50,67 @@ class Pending:
     original: Message  # as first delivered: a repeat of it is an idempotent no-op
 
 
+class PendingQueue:
+    """The pending zone: its entries in queue order, indexed by pending id.
+
+    Appending, finding and removing an entry by id cost O(1), a reorder O(size of the queue);
+    only an entry's position costs a walk of the queue (``position``), and the fold never asks
+    for one. It compares equal to another queue, or to a list, with the same entries in the
+    same order."""
+
+    __slots__ = ("_by_id",)
+
+    def __init__(self, entries: Iterable[Pending] = ()) -> None:
+        self._by_id: dict[str, Pending] = {p.pending_id: p for p in entries}
+
+    def __iter__(self) -> Iterator[Pending]:
+        return iter(self._by_id.values())
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, PendingQueue):
+            return list(self._by_id.values()) == list(other._by_id.values())
+        if isinstance(other, list):
+            return list(self._by_id.values()) == other
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like a list
+
+    def __repr__(self) -> str:
+        return f"PendingQueue({list(self._by_id.values())!r})"
+
+    def get(self, pending_id: str) -> Pending | None:
+        """The entry with this id, or None."""
+        return self._by_id.get(pending_id)
+
+    def ids(self) -> list[str]:
+        """The entries' ids, in queue order."""
+        return list(self._by_id)
+
+    def position(self, pending_id: str) -> int | None:
+        """The entry's position (1 for the head), or None; walks the queue."""
+        for position, key in enumerate(self._by_id, start=1):
+            if key == pending_id:
+                return position
+        return None
+
+    def append(self, entry: Pending) -> None:
+        """Add an entry at the end of the queue."""
+        self._by_id[entry.pending_id] = entry
+
+    def remove(self, pending_ids: Iterable[str]) -> None:
+        """Take these entries out (each must be in the queue)."""
+        for pending_id in pending_ids:
+            del self._by_id[pending_id]
+
+    def reorder(self, order: Sequence[str]) -> None:
+        """Put the queue in this order (a permutation of its ids)."""
+        by_id = self._by_id
+        self._by_id = {pending_id: by_id[pending_id] for pending_id in order}
+
+
 @dataclass
 class Run:
     """A run of the thread: its status and what it read and wrote."""
@@ -71,7 +133,7 @@ class Thread:
 
     thread_id: str
     version: int = 0
-    pending: list[Pending] = field(default_factory=list)
+    pending: PendingQueue = field(default_factory=PendingQueue)
     used: dict[str, Usage] = field(default_factory=dict)
     hidden: set[str] = field(default_factory=set)
     last_seq: int = 0
@@ -108,12 +170,9 @@ class Thread:
         run = self.open_run
         return run.run_id if run is not None and run.status is RunStatus.WAITING else None
 
-    def find_pending(self, pending_id: str) -> tuple[int, Pending] | None:
-        """The pending entry with this id and its index in the queue, or None."""
-        for index, item in enumerate(self.pending):
-            if item.pending_id == pending_id:
-                return index, item
-        return None
+    def find_pending(self, pending_id: str) -> Pending | None:
+        """The pending entry with this id, or None."""
+        return self.pending.get(pending_id)
 
     def expiring(self, run_id: str) -> list[str]:
         """Pending entries that only ``run_id`` could consume: they expire when it ends."""
@@ -141,8 +200,19 @@ class Thread:
         return copy.deepcopy(self)
 
 
-def _remove_pending(state: Thread, ids: set[str], fate: str) -> None:
-    state.pending = [p for p in state.pending if p.pending_id not in ids]
+def _take_out(state: Thread, ids: Sequence[str], event: ThreadEvent) -> None:
+    """Take the entries out of the queue: O(len(ids)), whatever the queue's size."""
+    try:
+        state.pending.remove(ids)
+    except KeyError as e:  # a stored event that names no pending entry is damage
+        raise ValueError(
+            f"thread {event.thread_id!r}: event version {event.version} takes {e.args[0]!r} "
+            "out of the pending zone, where it is not"
+        ) from None
+
+
+def _remove_pending(state: Thread, ids: Sequence[str], fate: str, event: ThreadEvent) -> None:
+    _take_out(state, ids, event)
     for pending_id in ids:
         state.used[pending_id] = (fate, None)
 
@@ -174,18 +244,16 @@ def apply_event(state: Thread, event: AnyThreadEvent) -> None:
                 state.pending.append(Pending(pending_id, d.message, d.mode, 1, at, at, d.message))
                 state.used[pending_id] = ("pending", None)
         case PendingMessageEdited(pending_id=pending_id, message=message, revision=revision):
-            found = state.find_pending(pending_id)
-            if found is None:
+            item = state.pending.get(pending_id)
+            if item is None:
                 raise ValueError(f"thread {state.thread_id!r}: edit of unknown {pending_id!r}")
-            item = found[1]
             item.message, item.revision, item.updated_at = message, revision, at
         case PendingMessageRetracted(pending_id=pending_id):
-            _remove_pending(state, {pending_id}, "retracted")
+            _remove_pending(state, [pending_id], "retracted", event)
         case PendingQueueReordered(order=order):
-            by_id = {p.pending_id: p for p in state.pending}
-            state.pending = [by_id[pending_id] for pending_id in order]
+            state.pending.reorder(order)
         case PendingMessagesExpired(pending_ids=pending_ids):
-            _remove_pending(state, set(pending_ids), "expired")
+            _remove_pending(state, pending_ids, "expired", event)
         case RunStarted(run_id=run_id):
             state.runs[run_id] = Run(run_id, RunStatus.RUNNING, at)
             state.open_run_id = run_id
@@ -201,8 +269,7 @@ def apply_event(state: Thread, event: AnyThreadEvent) -> None:
             state.open_run_id = None
         case PendingMessagesFrozen(run_id=run_id, messages=frozen, first_seq=first, last_seq=last):
             ids = [_message_id(m.message, event) for m in frozen]
-            committed = set(ids)
-            state.pending = [p for p in state.pending if p.pending_id not in committed]
+            _take_out(state, ids, event)
             for message_id, m in zip(ids, frozen, strict=True):
                 state.used[message_id] = ("committed", m.seq)
             state.last_seq = last

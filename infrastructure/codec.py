@@ -16,7 +16,7 @@ from eventsourcing.persistence import StoredEvent
 from threadbox.application.ports import ArchivedEvent
 from threadbox.domain.events import EVENT_TYPES, AnyThreadEvent, ThreadEvent
 from threadbox.domain.records import RunStatus, Termination
-from threadbox.domain.thread import Pending, Run, Thread, Usage
+from threadbox.domain.thread import Pending, PendingQueue, Run, Thread, Usage
 from threadbox.domain.values import DeliveryMode, Message
 
 EVENT_TOPIC_PREFIX = "threadbox.domain.events:"
@@ -195,7 +195,7 @@ def decode_snapshot(stored: StoredEvent) -> Thread | None:
     return Thread(
         thread_id=body["thread_id"],
         version=body["version"],
-        pending=pending,
+        pending=PendingQueue(pending),
         used=used,
         hidden=set(body["hidden"]),
         last_seq=body["last_seq"],

@@ -179,7 +179,7 @@ def test_an_edit_replaces_the_content_and_keeps_position_and_mode() -> None:
         DeliveryMode(),
         NOW,
     )
-    assert results.pending_entry(after(state, decision), 1) == entry
+    assert results.pending_entries(after(state, decision))[1] == entry
 
 
 def test_an_edit_may_omit_the_message_id_but_not_change_it() -> None:
