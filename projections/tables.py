@@ -3,12 +3,18 @@
 Rows are grouped by thread: ``rows[table][thread_id][rest of key] = row``. Rows and values
 are kept as the changes bring them, uncopied: a projection builds them for one change alone
 (see ``changes.py``).
+
+Applying an event costs O(size of the event), whatever the size of the thread's queue: an
+append numbers its rows after the highest position in use (kept per thread, not searched for),
+and ``Renumber`` only marks the queue; positions are made 1..n again, in one sort, when rows
+are read (``thread_rows``, ``all_rows``, ``flat``). Until then a queue's positions may have
+gaps, never a different order (ADR 0013).
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, get_args
 
 from .changes import (
@@ -39,6 +45,8 @@ class Tables:
 
     def __init__(self) -> None:
         self.rows: dict[str, dict[str, dict[Key, Row]]] = {t: {} for t in TABLES}
+        self._unsettled: set[str] = set()  # threads whose queue positions may have gaps
+        self._top: dict[str, int] = {}  # per thread, at least its queue's highest position
 
     def _get(self, table: str, key: Key) -> Row:
         try:
@@ -56,6 +64,10 @@ class Tables:
 
     def _update(self, change: Update) -> None:
         self._get(change.table, change.key).update(change.values)
+        position = change.values.get("position") if change.table == "pending" else None
+        top = self._top.get(change.key[0])
+        if isinstance(position, int) and top is not None and position > top:
+            self._top[change.key[0]] = position
 
     def _delete(self, change: Delete) -> None:
         self._get(change.table, change.key)
@@ -68,15 +80,29 @@ class Tables:
         self._get(change.table, change.key)[change.column].extend(change.items)
 
     def _append_pending(self, change: AppendPending) -> None:
-        queue = self.rows["pending"].setdefault(change.thread_id, {})
-        last = max((r["position"] for r in queue.values()), default=0)
+        thread_id = change.thread_id
+        queue = self.rows["pending"].setdefault(thread_id, {})
+        last = self._top.get(thread_id)
+        if last is None:  # rows loaded from elsewhere: look once
+            last = max((r["position"] for r in queue.values()), default=0)
         for n, row in enumerate(change.rows, start=last + 1):
             queue[(row["pending_id"],)] = {**row, "position": n}
+        self._top[thread_id] = last + len(change.rows)
 
     def _renumber(self, change: Renumber) -> None:
-        queue = self.rows["pending"].get(change.thread_id, {})
-        for n, row in enumerate(sorted(queue.values(), key=_position), start=1):
-            row["position"] = n
+        self._unsettled.add(change.thread_id)  # renumbered when read: see the module docstring
+
+    def _settle(self, thread_ids: Iterable[str]) -> None:
+        """Number these threads' queues 1..n again, in their order (gaps closed)."""
+        for thread_id in thread_ids:
+            queue = self.rows["pending"].get(thread_id, {})
+            for n, row in enumerate(sorted(queue.values(), key=_position), start=1):
+                row["position"] = n
+            self._top[thread_id] = len(queue)
+
+    def _settle_all(self) -> None:
+        self._settle(self._unsettled)
+        self._unsettled.clear()
 
     def copy_threads(self, thread_ids: set[str]) -> SavedThreads:
         """A private copy of these threads' rows in every table, for ``restore_threads``."""
@@ -93,16 +119,27 @@ class Tables:
             for thread_id in thread_ids:
                 by_thread.pop(thread_id, None)
             by_thread.update(rows[table])
+        for thread_id in thread_ids:  # as saved, perhaps unsettled: settle them when read
+            self._top.pop(thread_id, None)
+            self._unsettled.add(thread_id)
 
     def thread_rows(self, table: str, thread_id: str) -> list[Row]:
+        """One thread's rows of ``table`` (a queue's positions 1..n)."""
+        if table == "pending" and thread_id in self._unsettled:
+            self._settle([thread_id])
+            self._unsettled.discard(thread_id)
         return list(self.rows[table].get(thread_id, {}).values())
 
     def all_rows(self, table: str) -> Iterator[Row]:
+        """Every row of ``table`` (queues' positions 1..n)."""
+        if table == "pending":
+            self._settle_all()
         for group in self.rows[table].values():
             yield from group.values()
 
     def flat(self) -> dict[str, dict[Key, Row]]:
         """Every row, keyed by table and full key (for comparison)."""
+        self._settle_all()
         return {
             table: {
                 (tid, *rest): row for tid, group in by_thread.items() for rest, row in group.items()
