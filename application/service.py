@@ -38,7 +38,7 @@ class CommandService:
         self, thread_id: str, messages: MessagesIn, mode: ModeIn
     ) -> tuple[list[PendingEntry], int]:
         """Deliver messages to the pending zone; their entries and the version after."""
-        command = c.Deliver(self._messages(messages), inputs.mode(mode))
+        command = c.Deliver(self._messages(messages), inputs.mode(mode), self._settings.max_pending)
         return self._transact(thread_id, command, results.delivered)
 
     def edit(

@@ -10,10 +10,12 @@ from .values import DeliveryBoundary, DeliveryMode, Message
 
 @dataclass(frozen=True)
 class Deliver:
-    """Deliver messages (ids already assigned) to the pending zone with one mode."""
+    """Deliver messages (ids already assigned) to the pending zone with one mode; the zone
+    may hold at most ``max_pending`` entries (``Settings.max_pending``; None: no cap)."""
 
     messages: tuple[Message, ...]  # ids already assigned
     mode: DeliveryMode
+    max_pending: int | None = None
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,23 @@ class PayloadTooLarge(ThreadboxError):
 
 
 @dataclass(eq=False, repr=False)
+class PendingQueueFull(ThreadboxError):
+    """A delivery would take the thread's pending zone past the mailbox's cap (``limit``
+    entries, ``Settings.max_pending``): it holds ``pending`` and the delivery adds ``adding``
+    new ones. Nothing is delivered; a freeze, a retract or an expiry makes room."""
+
+    code = "pending_full"
+    template = (
+        "thread {e.thread_id!r}: the pending zone holds {e.pending} entries and may hold at "
+        "most {e.limit}; the {e.adding} new ones do not fit"
+    )
+    thread_id: str
+    limit: int
+    pending: int
+    adding: int
+
+
+@dataclass(eq=False, repr=False)
 class ThreadNotFound(ThreadboxError):
     """No event was ever written to this thread."""
 

@@ -42,7 +42,8 @@ def _is_new(state: Thread, message_id: str, message: Message, mode: DeliveryMode
 
 
 def deliver(state: Thread, command: Deliver, now: datetime) -> list[AnyThreadEvent]:
-    """Append the messages to the pending zone; a repeated delivery of one is a no-op."""
+    """Append the messages to the pending zone; a repeated delivery of one is a no-op. New
+    messages that would take the zone past its cap are refused, all of them."""
     check_mode_shape(command.mode)
     ids = require_unique_ids(command.messages)
     pairs = zip(ids, command.messages, strict=True)
@@ -52,6 +53,9 @@ def deliver(state: Thread, command: Deliver, now: datetime) -> list[AnyThreadEve
     # The run a mode targets is checked for new messages only: a retried identical delivery
     # (or an empty one) stays a no-op even after that run has moved on.
     check_delivery_mode(state, command.mode)
+    cap = command.max_pending
+    if cap is not None and len(state.pending) + len(new) > cap:
+        raise errors.PendingQueueFull(state.thread_id, cap, len(state.pending), len(new))
     emit = Emitter(state, now)
     if not state.exists:
         emit(ThreadOpened)

@@ -23,7 +23,8 @@ def _print_version(given: bool) -> None:
 
 
 def build_cli(env: Mapping[str, str]) -> typer.Typer:
-    """The typer app; ``env`` gives ``THREADBOX_URL`` and ``THREADBOX_API_TOKEN``."""
+    """The typer app; ``env`` gives ``THREADBOX_URL``, ``THREADBOX_MAX_PENDING`` and
+    ``THREADBOX_API_TOKEN``."""
     app = typer.Typer(
         help="threadbox: an event-sourced mailbox for AI-agent conversations.",
         no_args_is_help=True,
@@ -52,8 +53,18 @@ def build_cli(env: Mapping[str, str]) -> typer.Typer:
                 help="print the version and exit",
             ),
         ] = False,
+        max_pending: Annotated[
+            int | None,
+            typer.Option(
+                metavar="N",
+                min=1,
+                help="the most entries a thread's pending zone may hold (default: "
+                "THREADBOX_MAX_PENDING, else 10000)",
+            ),
+        ] = None,
     ) -> None:
-        ctx.obj = Session(url=url or env.get("THREADBOX_URL"), env=env)
+        cap = max_pending if max_pending is not None else env_cap(env)
+        ctx.obj = Session(url=url or env.get("THREADBOX_URL"), env=env, max_pending=cap)
 
     commands.register(app)
     show.register(app)
@@ -63,6 +74,19 @@ def build_cli(env: Mapping[str, str]) -> typer.Typer:
     demo.register(app)
     serve.register(app)
     return app
+
+
+def env_cap(env: Mapping[str, str]) -> int | None:
+    """``THREADBOX_MAX_PENDING`` as a positive integer (None when unset)."""
+    value = env.get("THREADBOX_MAX_PENDING")
+    if value is None:
+        return None
+    if not value.strip().isdigit() or int(value) < 1:
+        raise typer.BadParameter(
+            f"THREADBOX_MAX_PENDING must be a positive integer, not {value!r}",
+            param_hint="THREADBOX_MAX_PENDING",
+        )
+    return int(value)
 
 
 def run(args: Sequence[str], env: Mapping[str, str]) -> int:

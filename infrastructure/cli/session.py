@@ -13,7 +13,7 @@ import threadbox
 import typer
 from pydantic import BaseModel
 from rich.console import Console
-from threadbox import Mailbox
+from threadbox import Mailbox, Settings
 from threadbox.errors import InvalidInput, PayloadTooLarge, ThreadboxError
 
 # Exit codes (docs/cli.md): 0 done; 1 refused (a domain or store error); 2 the command line
@@ -28,6 +28,7 @@ class Session:
 
     url: str | None
     env: Mapping[str, str]
+    max_pending: int | None = None  # Settings.max_pending, when the command line sets it
     out: Console = field(default_factory=lambda: Console(soft_wrap=True))
     err: Console = field(default_factory=lambda: Console(stderr=True, soft_wrap=True))
     json: bool = False
@@ -37,7 +38,12 @@ class Session:
     def mailbox(self, *, create: bool = True) -> Iterator[Mailbox]:
         """The mailbox of this invocation's store; reading commands pass ``create=False`` so a
         store that does not exist is reported (``store_not_found``), never created."""
-        with reported(self), threadbox.open(self.url, env=self.env, create=create) as mailbox:
+        limits = {} if self.max_pending is None else {"max_pending": self.max_pending}
+        settings = Settings(**limits)
+        with (
+            reported(self),
+            threadbox.open(self.url, settings=settings, env=self.env, create=create) as mailbox,
+        ):
             yield mailbox
 
     def print_json(self, value: Any) -> None:

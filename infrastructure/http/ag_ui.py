@@ -25,6 +25,7 @@ from threadbox.errors import (
     InvalidInput,
     MessageIdInUse,
     PayloadTooLarge,
+    PendingQueueFull,
     RunNotRunning,
     RunNotWaiting,
     ThreadNotFound,
@@ -283,6 +284,7 @@ def caught_up(
         200: AG_UI_STREAM,
         **problem_responses(
             MessageIdInUse,
+            PendingQueueFull,
             RunNotRunning,
             RunNotWaiting,
             PayloadTooLarge,

@@ -19,6 +19,7 @@ from threadbox.errors import (
     NotPending,
     PayloadTooLarge,
     PendingNotFound,
+    PendingQueueFull,
     ReorderMismatch,
     RevisionConflict,
     RunNotRunning,
@@ -73,10 +74,18 @@ RUN_RULES = (ThreadBusy, RunNotRunning, RunNotWaiting)
     "if it is new. A message without an `id` gets a generated UUIDv7. Re-sending a message "
     "identical (content and mode) to the original delivery of an id that is still pending "
     "returns its current entry and delivers the rest. Answers the entries and the thread "
-    "version after the write (also as the `ETag`).",
+    "version after the write (also as the `ETag`). New messages that would take the pending "
+    "zone past the mailbox's cap (`Settings.max_pending`) are 409 `pending_full`, and none is "
+    "delivered.",
     tags=["pending"],
     responses=problem_responses(
-        MessageIdInUse, RunNotRunning, RunNotWaiting, PayloadTooLarge, *WRITE, body=True
+        MessageIdInUse,
+        PendingQueueFull,
+        RunNotRunning,
+        RunNotWaiting,
+        PayloadTooLarge,
+        *WRITE,
+        body=True,
     ),
 )
 def deliver(

@@ -30,6 +30,7 @@ STATUS_BY_ERROR: dict[type[errors.ThreadboxError], int] = {
     errors.RunNotFound: 404,
     errors.NotPending: 409,
     errors.MessageIdInUse: 409,
+    errors.PendingQueueFull: 409,
     errors.ReorderMismatch: 409,
     errors.DeliveryBlocked: 409,
     errors.ThreadBusy: 409,
