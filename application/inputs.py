@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
 import orjson
 from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError
 from threadbox.domain import errors
 from threadbox.domain.values import DeliveryBoundary, DeliveryMode, Message, TextPart, check_id
 
@@ -37,19 +39,39 @@ def coerce(model: type[T], value: Any, what: str) -> T:
 MAX_MESSAGE_DEPTH = 128
 
 
-def unstorable(value: Any) -> str | None:
-    """Why JSON ``value`` would not be stored as sent (orjson writes NaN and infinities as null),
-    or None; iterative, so hostile input cannot exhaust the stack."""
-    stack = [(value, 1)]
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _shown(key: str) -> str:
+    """A key as a field name can show it: a lone surrogate as its ``\\udXXX`` escape."""
+    return key.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def unstorable(value: Any, where: str) -> tuple[str, str] | None:
+    """Where and why JSON ``value`` would not be stored as sent, or None: a lone surrogate in a
+    string or an object key (UTF-8 cannot encode it), a float that is not a JSON number (orjson
+    writes NaN and infinities as null), nesting too deep. ``where`` names ``value``; the answer
+    names the field at fault under it (a bad key: the object holding it). Iterative, so hostile
+    input cannot exhaust the stack."""
+    stack: list[tuple[Any, int, str]] = [(value, 1, where)]
     while stack:
-        item, level = stack.pop()
-        if isinstance(item, float) and not math.isfinite(item):
-            return f"{item} is not a JSON number"
-        if isinstance(item, (dict, list)):
+        item, level, at = stack.pop()
+        if isinstance(item, str):
+            if (bad := _SURROGATE.search(item)) is not None:
+                return at, f"holds a lone surrogate (at index {bad.start()})"
+        elif isinstance(item, float) and not math.isfinite(item):
+            return at, f"{item} is not a JSON number"
+        elif isinstance(item, dict):
             if level > MAX_MESSAGE_DEPTH:
-                return f"nests deeper than {MAX_MESSAGE_DEPTH} levels"
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, level + 1) for child in children)
+                return at, f"nests deeper than {MAX_MESSAGE_DEPTH} levels"
+            for key, child in item.items():
+                if isinstance(key, str) and _SURROGATE.search(key) is not None:
+                    return at, f"the key {_shown(key)!r} holds a lone surrogate"
+                stack.append((child, level + 1, f"{at}.{_shown(str(key))}"))
+        elif isinstance(item, list):
+            if level > MAX_MESSAGE_DEPTH:
+                return at, f"nests deeper than {MAX_MESSAGE_DEPTH} levels"
+            stack.extend((child, level + 1, f"{at}.{n}") for n, child in enumerate(item))
     return None
 
 
@@ -78,14 +100,17 @@ def guard(value: object, what: str) -> int | None:
 def message(value: Any, what: str, max_bytes: int) -> Message:
     """A valid message that stores exactly as sent, within ``max_bytes`` encoded."""
     message = coerce(Message, value, what)
-    dumped = message.model_dump(mode="json")
-    # Plain text with no metadata holds no numbers and no nesting: only the walk's cost to skip.
+    # Plain text with no metadata holds no keys, numbers or nesting of the caller's: only a
+    # lone surrogate in its text can fail the encoding below, and is looked for then.
     plain = not message.metadata and all(isinstance(p, TextPart) for p in message.content)
-    if not plain and (reason := unstorable(dumped)) is not None:
-        raise errors.InvalidInput(f"invalid {what}: {reason}", what)
+    if not plain:
+        _refuse_unstorable(message, what)
     try:
+        dumped = message.model_dump(mode="json")
         size = len(orjson.dumps(dumped))
-    except orjson.JSONEncodeError as e:  # lone surrogates, integers beyond 64 bits, depth
+    except (orjson.JSONEncodeError, PydanticSerializationError) as e:
+        _refuse_unstorable(message, what)  # names the field, for a lone surrogate
+        # integers beyond 64 bits
         raise errors.InvalidInput(f"invalid {what}: not storable as JSON: {e}", what) from None
     if size > max_bytes:
         raise errors.PayloadTooLarge(
@@ -94,6 +119,18 @@ def message(value: Any, what: str, max_bytes: int) -> Message:
             max_bytes,
         )
     return message
+
+
+def _refuse_unstorable(message: Message, what: str) -> None:
+    """``InvalidInput`` naming the field of ``message`` that would not be stored as sent.
+
+    The walk reads the message as Python values, keys unencoded: pydantic's JSON dump would
+    turn a lone surrogate in a top-level metadata key into U+FFFD replacement characters (a
+    different key than sent) and fail with a serialization error on a nested one."""
+    found = unstorable(message.model_dump(), what)
+    if found is not None:
+        where, reason = found
+        raise errors.InvalidInput(f"invalid {where}: {reason}", where)
 
 
 def messages(values: Any, max_bytes: int, new_id: Callable[[], str]) -> tuple[Message, ...]:

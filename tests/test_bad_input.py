@@ -67,6 +67,48 @@ INVALID: dict[str, tuple[Call, str]] = {
         lambda mb: mb.deliver(T, [user(metadata=["not", "an", "object"])]),
         "messages.0.metadata",
     ),
+    "lone surrogate in a top-level metadata key": (
+        lambda mb: mb.deliver(T, [user(metadata={"ok": 1, "\ud800": 2})]),
+        "messages.0.metadata",
+    ),
+    "lone surrogate in a nested metadata key": (
+        lambda mb: mb.deliver(T, [user(metadata={"a": {"\udc00x": 1}})]),
+        "messages.0.metadata.a",
+    ),
+    "lone surrogate in a metadata value": (
+        lambda mb: mb.deliver(T, [user(metadata={"a": ["fine", "x\udfff"]})]),
+        "messages.0.metadata.a.1",
+    ),
+    "lone surrogate in a message's text": (
+        lambda mb: mb.deliver(
+            T, [user(), {"role": "user", "content": [{"type": "text", "text": "\ud800"}]}]
+        ),
+        "messages.1.content.0.text",
+    ),
+    "lone surrogate in a tool input key": (
+        lambda mb: mb.commit_output(
+            T,
+            "r1",
+            [
+                {
+                    "role": "assistant",
+                    "content": [
+                        {
+                            "type": "tool_use",
+                            "id": "call-1",
+                            "name": "search",
+                            "input": {"q": {"\ud83dx": 1}},
+                        }
+                    ],
+                }
+            ],
+        ),
+        "messages.0.content.0.input.q",
+    ),
+    "lone surrogate in an edit's metadata key": (
+        lambda mb: mb.edit(T, "p", user(metadata={"\udbff": True})),
+        "message.metadata",
+    ),
     "unknown message field": (lambda mb: mb.deliver(T, [user(colour="red")]), "messages.0.colour"),
     "messages not a list": (lambda mb: mb.deliver(T, "hello"), "messages"),  # type: ignore[arg-type]
     "duplicate ids in one delivery": (

@@ -68,6 +68,7 @@ bad_message: list[Any] = [
     {"role": "robot", "content": [{"type": "text", "text": "x"}]},
     user("x", bogus=1), user("x", "\x00"), user("x", "\ud800"), user("x", "x" * 201),
     user("x", metadata=[]), user("x", metadata={"a": float("inf")}), user("x", visibility=None),
+    user("x", metadata={"\ud800": 1}), user("x", metadata={"a": {"\udc00x": 1}}),
     {"role": "user", "content": [{"type": "nope"}]}, {"role": "user", "content": []},
     {"role": "tool", "content": [{"type": "text", "text": "x"}]},
     {"role": "user", "content": [{"type": "tool_use", "id": "", "name": "n", "input": []}]},
@@ -145,6 +146,29 @@ def test_bodies_of_the_wrong_shape_are_refused_on_every_write_route_and_write_no
     assert_refused(mailbox, client, route.method, route.url, content=content, headers=headers)
     escaped = json.dumps(body)  # the same body with lone surrogates as \\ud800 escapes
     assert_refused(mailbox, client, route.method, route.url, content=escaped, headers=headers)
+
+
+@memory_only
+@pytest.mark.parametrize(
+    ("metadata", "field"),
+    [
+        ({"\ud800": 1}, "messages.0.metadata"),  # once stored as "\ufffd\ufffd\ufffd": 201
+        ({"a": {"\udc00x": 1}}, "messages.0.metadata.a"),  # once a 500
+        ({"a": ["\udc00"]}, "messages.0.metadata.a.0"),
+    ],
+)
+def test_a_lone_surrogate_in_a_metadata_key_or_value_is_a_422_naming_the_field(
+    mailbox: Mailbox, client: TestClient, metadata: dict[str, Any], field: str
+) -> None:
+    body = json.dumps({"messages": [user("x", "s1", metadata=metadata)]})  # \udXXX escapes
+    headers = {"Content-Type": "application/json"}
+    before = mailbox.store.last_position()
+    answer = client.post("/v1/threads/t1/messages", content=body, headers=headers)
+    assert (answer.status_code, answer.json()["code"]) == (422, "invalid_input")
+    assert answer.json()["field"] == field
+    assert mailbox.store.last_position() == before
+    pending = [e.pending_id for e in mailbox.pending("t1")]
+    assert pending == [p.pending_id for p in mailbox.thread("t1").pending] == ["p1", "p2"]
 
 
 def deep_message(depth: int, where: str) -> bytes:
