@@ -83,6 +83,18 @@ def identifier(value: Any, what: str) -> str:
         raise errors.InvalidInput(f"invalid {what}: {e}", what) from None
 
 
+def free_text(value: Any, what: str) -> str:
+    """A caller's free text (a reason, a detail): a string that stores exactly as sent, so with
+    no lone surrogate (UTF-8 cannot encode one)."""
+    if not isinstance(value, str):
+        raise errors.InvalidInput(f"{what} must be a string", what)
+    if (bad := _SURROGATE.search(value)) is not None:
+        raise errors.InvalidInput(
+            f"invalid {what}: holds a lone surrogate (at index {bad.start()})", what
+        )
+    return value
+
+
 def is_int(value: object) -> bool:
     """A whole number the stores can hold (their integer columns are 64-bit)."""
     return isinstance(value, int) and not isinstance(value, bool) and value < 2**63

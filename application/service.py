@@ -96,9 +96,9 @@ class CommandService:
 
     def suspend_run(self, thread_id: str, run_id: str, reason: str) -> None:
         """The running run waits."""
-        if not isinstance(reason, str):
-            raise errors.InvalidInput("reason must be a string", "reason")
-        command = c.SuspendRun(inputs.identifier(run_id, "run_id"), reason)
+        command = c.SuspendRun(
+            inputs.identifier(run_id, "run_id"), inputs.free_text(reason, "reason")
+        )
         self._transact(thread_id, command, results.nothing)
 
     def finish_run(
@@ -112,8 +112,8 @@ class CommandService:
                 f"termination must be one of {[t.value for t in Termination]}, not {termination!r}",
                 "termination",
             ) from None
-        if detail is not None and not isinstance(detail, str):
-            raise errors.InvalidInput("detail must be a string", "detail")
+        if detail is not None:
+            detail = inputs.free_text(detail, "detail")
         command = c.FinishRun(inputs.identifier(run_id, "run_id"), ending, detail)
         return self._transact(thread_id, command, results.expired)[0]
 
@@ -126,9 +126,9 @@ class CommandService:
 
     def hide(self, thread_id: str, message_id: str, reason: str) -> None:
         """Tombstone a committed message."""
-        if not isinstance(reason, str):
-            raise errors.InvalidInput("reason must be a string", "reason")
-        command = c.Hide(inputs.identifier(message_id, "message_id"), reason)
+        command = c.Hide(
+            inputs.identifier(message_id, "message_id"), inputs.free_text(reason, "reason")
+        )
         self._transact(thread_id, command, results.nothing)
 
     def _transact(self, thread_id: str, command: C, outcome: Outcome[C, R]) -> tuple[R, int]:

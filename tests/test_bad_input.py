@@ -173,6 +173,12 @@ INVALID: dict[str, tuple[Call, str]] = {
         "messages.0.content",
     ),
     "hide reason not a string": (lambda mb: mb.hide(T, "c", 7), "reason"),  # type: ignore[arg-type]
+    "lone surrogate in a hide reason": (lambda mb: mb.hide(T, "c", "typo \ud800"), "reason"),
+    "lone surrogate in a suspend reason": (lambda mb: mb.suspend_run(T, "r1", "\udc00"), "reason"),
+    "lone surrogate in a finish detail": (
+        lambda mb: mb.finish_run(T, "r1", "cancelled", "\udfff"),
+        "detail",
+    ),
 }
 
 

@@ -82,9 +82,9 @@ POISON: dict[str, list[Any]] = {
     "order": [None, "p1", 7, [7], [None], {"p1": 1}, ["p1"], ["p1", "p1", "p2"], ["\ud800"]],
     "boundary": [None, 7, "soon", [], "NEW_RUN"],
     "expected_version": [-1, 1.5, "x", [], 2**64, 10**40],
-    "reason": [None, 7, [], {}],
+    "reason": [None, 7, [], {}, "\ud800"],
     "termination": [None, 7, "exploded", []],
-    "detail": [7, [], {}],
+    "detail": [7, [], {}, "why \udc00"],
 }
 top_level: list[Any] = [None, [], 7, "body", True]
 
