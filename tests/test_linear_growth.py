@@ -5,8 +5,9 @@ Work is counted in units that a quadratic loop cannot hide in: every Python byte
 (``sys.settrace`` with opcode events) plus every hash and comparison of a message id (the ids are
 ``CountedId``, a ``str`` that counts them), which is what a set or list rebuilt per element in C
 (``i not in set(current)`` inside a comprehension) costs. Hypothesis draws the sizes; for each
-operation the work at 2n is at most ``GROWTH`` times the work at n (linear: about 2; quadratic:
-about 4).
+operation — reorder, batch freeze, an interrupt's expiry, retract, edit, submit, the selection
+rule, a redelivery, the fold of a history and the projections of it — the work at 2n is at most
+``GROWTH`` times the work at n (linear: about 2; quadratic: about 4).
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from threadbox import DeliveryMode, Message
 from threadbox.domain import results
-from threadbox.domain.commands import Command, Deliver, Edit, Freeze, Reorder, Retract
+from threadbox.domain.commands import Command, Deliver, Edit, Freeze, Reorder, Retract, Submit
 from threadbox.domain.decide import decide
 from threadbox.domain.events import AnyThreadEvent
+from threadbox.domain.selection import select_for_freeze
 from threadbox.domain.thread import Thread, fold
 from threadbox.domain.values import DeliveryBoundary, Role, TextPart
 from threadbox.infrastructure.codec import encode_event
@@ -38,6 +40,7 @@ GROWTH = 2.25  # work(2n) / work(n) allowed: linear plus room for constant terms
 SIZES = st.integers(min_value=64, max_value=256)
 SOME = settings(max_examples=4, deadline=None, derandomize=True)
 ONLY_R1 = DeliveryMode.next_step().targeted_to_run("r1", False)
+BARRIER = DeliveryMode.new_run().with_barrier()
 
 
 class Work:
@@ -150,6 +153,26 @@ def retract(n: int) -> int:
     return command_work(state, Retract(f"m{n // 2}"), results.retracted)
 
 
+def edit(n: int) -> int:
+    state, _ = built(batch("m", n))
+    changed = message(f"m{n // 2}").model_copy(update={"metadata": {"edited": True}})
+    return command_work(state, Edit(f"m{n // 2}", changed), results.edited)
+
+
+def submit(n: int) -> int:
+    """A submit of n messages behind n queued ones: both batches frozen in one write."""
+    state, _ = built(batch("m", n))
+    command = Submit(tuple(message(i) for i in ids("s", n)), DeliveryMode(), "r1")
+    return command_work(state, command, results.frozen)
+
+
+def selection(n: int) -> int:
+    """The selection rule over a queue of n: next_step entries, then a barrier nothing passes."""
+    state, _ = built(batch("a", n, DeliveryMode.next_step()), batch("b", 1, BARRIER))
+    queue = list(state.pending)
+    return measured(lambda: select_for_freeze(queue, B.NEW_RUN))
+
+
 def redeliver(n: int) -> int:
     """A delivery repeating n pending messages and adding n new ones."""
     state, _ = built(batch("m", n))
@@ -207,6 +230,9 @@ OPERATIONS: dict[str, Callable[[int], int]] = {
     "batch freeze": batch_freeze,
     "interrupt expiring": interrupt_expiring,
     "retract": retract,
+    "edit": edit,
+    "submit": submit,
+    "selection": selection,
     "redeliver": redeliver,
     "fold": fold_history,
     "projections": project_history,
