@@ -3,11 +3,13 @@ keeps the fixed event order and consecutive versions, and a repeat changes nothi
 
 from __future__ import annotations
 
-from decide_support import STARTS, commands, decided, thread, types
+import pytest
+from decide_support import STARTS, T0, commands, decided, deliver, thread, types
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from threadbox.domain import errors
 from threadbox.domain.commands import Command, Deliver, Edit, Freeze, Hide, Reorder
+from threadbox.domain.events import AnyThreadEvent, PendingMessageRetracted, PendingMessagesExpired
 from threadbox.domain.thread import fold
 
 WRITE_ORDER = [
@@ -53,3 +55,22 @@ def test_every_write_keeps_the_fixed_event_order_and_a_repeat_changes_nothing(
         if _is_repeatable(command):
             assert decided(state, command).events == [], f"repeating {command} changed something"
     assume(writes > 0)  # an example whose every command was refused checks nothing
+
+
+@pytest.mark.parametrize(
+    "stray",
+    [
+        PendingMessageRetracted(
+            thread_id="t", version=3, timestamp=T0, pending_id="nope", revision=1
+        ),
+        PendingMessagesExpired(
+            thread_id="t", version=3, timestamp=T0, run_id="r", pending_ids=["nope"]
+        ),
+    ],
+)
+def test_an_event_that_takes_out_an_entry_the_queue_does_not_hold_is_damage(
+    stray: AnyThreadEvent,
+) -> None:
+    state = thread(deliver("a"))  # version 2: ThreadOpened, MessagesDelivered
+    with pytest.raises(ValueError, match="event version 3 takes 'nope' out of the pending zone"):
+        fold("t", [stray], state)
