@@ -113,6 +113,9 @@ class EventStore(Protocol):
     def ping(self) -> None:
         """Raise if the store cannot be reached."""
 
+    def ping_write(self) -> None:
+        """Raise ``StoreUnavailable`` if the store cannot be written now."""
+
     def close(self) -> None:
         """Release the store's connections."""
 

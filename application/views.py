@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from threadbox.domain.errors import StoreUnavailable
 from threadbox.domain.records import (
     Checkpoint,
     CommittedMessage,
@@ -181,6 +182,8 @@ class ProjectedViews:
             if not read:
                 return None
             applied = self.backend.apply(changes, position, read[-1][0])
+        except StoreUnavailable:
+            raise  # the store could not be used: no event is at fault
         except self.backend.unavailable:
             raise  # the database, not an event: retrying event by event would only mislead
         except Exception as error:

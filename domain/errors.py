@@ -267,3 +267,14 @@ class StoreNotFound(ThreadboxError):
     code = "store_not_found"
     template = "no threadbox store at {e.location}"
     location: str
+
+
+@dataclass(eq=False, repr=False)
+class StoreUnavailable(ThreadboxError):
+    """The store cannot be used now (server down or unreachable, connection lost and not
+    regained, read-only file or server, disk full, lock or statement timeout): the command wrote
+    nothing it reported, and trying again later is safe."""
+
+    code = "store_unavailable"
+    template = "the store cannot be used now: {e.reason}"
+    reason: str

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,6 +18,7 @@ from eventsourcing.persistence import (
     IntegrityError,
     Notification,
 )
+from psycopg.conninfo import make_conninfo
 from threadbox.application.ports import (
     ArchivedEvent,
     Notified,
@@ -23,7 +26,7 @@ from threadbox.application.ports import (
     StoredPayload,
     StreamConflict,
 )
-from threadbox.domain.errors import InvalidInput
+from threadbox.domain.errors import InvalidInput, StoreUnavailable
 from threadbox.domain.events import AnyThreadEvent, ThreadEvent
 from threadbox.domain.thread import Thread
 
@@ -38,9 +41,15 @@ from .codec import (
     stored_of,
     stream_id,
 )
+from .faults import translated, translating
+from .pg_pool import make_fail_fast, timeout_options
 from .pg_recorder import CommitOrderRecorder, LogPosition
 from .pg_wakeup import QUIET_RECORDER_TOPIC, CommitNotifier, events_channel
 from .positions import decode_id, encode_id
+
+# A write that failed for want of the store makes /healthz say "not writable" this long, unless
+# a write succeeds first (a full disk shows only when a write needs the space).
+WRITE_FAILURE_MEMORY = 30.0
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,8 @@ class StoreLocation:
     pg_conninfo: str = ""
     pg_schema: str = "public"
     pg_env: tuple[tuple[str, str], ...] = ()
+    pg_connect_timeout: float = 5.0  # seconds to connect, and to wait for a pooled connection
+    pg_statement_timeout: float = 30.0  # seconds a statement may run (0: unbounded)
 
     @classmethod
     def parse(cls, url: str) -> StoreLocation:
@@ -69,6 +80,8 @@ class StoreLocation:
         if parts.scheme in ("postgresql", "postgres"):
             query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
             schema = query.get("schema", "public")
+            connect_timeout = _seconds(query, "connect_timeout", 5.0, minimum=1.0)
+            statement_timeout = _seconds(query, "statement_timeout", 30.0, minimum=0.0)
             env = {
                 "PERSISTENCE_MODULE": "eventsourcing.postgres",
                 "POSTGRES_DBNAME": unquote(parts.path.lstrip("/")) or "postgres",
@@ -79,7 +92,7 @@ class StoreLocation:
                 "POSTGRES_SCHEMA": schema,
                 "POSTGRES_POOL_SIZE": query.get("pool_size", "4"),
                 "POSTGRES_MAX_OVERFLOW": query.get("max_overflow", "8"),
-                "POSTGRES_CONNECT_TIMEOUT": query.get("connect_timeout", "10"),
+                "POSTGRES_CONNECT_TIMEOUT": str(round(connect_timeout)),
                 # No pre-ping: psycopg_pool backs off 1, 2, 4 s between failed checks, so a lost
                 # server stalled writers ~7 s; eventsourcing retries a dead connection in 0.2 s.
                 "POSTGRES_PRE_PING": "n",
@@ -89,13 +102,40 @@ class StoreLocation:
                 f"dbname={env['POSTGRES_DBNAME']} user={env['POSTGRES_USER']}"
                 + (f" password={env['POSTGRES_PASSWORD']}" if env["POSTGRES_PASSWORD"] else "")
             )
+            # Every connection made from the conninfo (views, LISTEN, setup) is bounded too.
+            conninfo = make_conninfo(
+                conninfo,
+                connect_timeout=str(round(connect_timeout)),
+                options=timeout_options(statement_timeout),
+            )
             return cls(
-                "postgres", pg_conninfo=conninfo, pg_schema=schema, pg_env=tuple(env.items())
+                "postgres",
+                pg_conninfo=conninfo,
+                pg_schema=schema,
+                pg_env=tuple(env.items()),
+                pg_connect_timeout=connect_timeout,
+                pg_statement_timeout=statement_timeout,
             )
         raise InvalidInput(
             f"unsupported store URL {url!r}: use memory://, sqlite:///PATH or postgresql://…",
             "url",
         )
+
+
+def _seconds(query: dict[str, str], name: str, default: float, *, minimum: float) -> float:
+    """A duration in seconds from the URL's query, at least ``minimum``."""
+    text = query.get(name)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not minimum <= value < 10**6:
+        raise InvalidInput(
+            f"{name}={text!r} in the store URL: expected seconds >= {minimum:g}", name
+        )
+    return value
 
 
 class RecorderStore:
@@ -104,6 +144,11 @@ class RecorderStore:
     def __init__(self, location: StoreLocation) -> None:
         self.location = location
         self.kind = location.kind
+        self._write_failed: tuple[float, str] | None = None  # (monotonic time, reason)
+        with translated():
+            self._open(location)
+
+    def _open(self, location: StoreLocation) -> None:
         env: dict[str, str]
         if location.kind == "memory":
             env = {"PERSISTENCE_MODULE": "eventsourcing.popo"}
@@ -119,7 +164,11 @@ class RecorderStore:
             env = dict(location.pg_env)
             env["APPLICATION_RECORDER_TOPIC"] = QUIET_RECORDER_TOPIC
         with creating_tables(location):
-            self._factory: Any = InfrastructureFactory.construct(env)
+            factory: Any = InfrastructureFactory.construct(env)
+            self._factory = factory
+            if location.kind == "postgres":
+                options = timeout_options(location.pg_statement_timeout)
+                make_fail_fast(factory.datastore.pool, location.pg_connect_timeout, options)
             self.events: ApplicationRecorder = self._factory.application_recorder()
             self.snapshots = self._factory.aggregate_recorder("snapshots")
         self.log: LogOrder
@@ -134,13 +183,19 @@ class RecorderStore:
     def append(self, events: Sequence[ThreadEvent]) -> list[int]:
         stored = [encode_event(e) for e in events]
         try:
-            positions = self.events.insert_events(stored)
+            with translated():
+                positions = self.events.insert_events(stored)
         except IntegrityError as conflict:
             raise StreamConflict(str(conflict)) from conflict
+        except StoreUnavailable as failed:
+            self._write_failed = (time.monotonic(), failed.reason)
+            raise
+        self._write_failed = None
         if self._notifier is not None:
             self._notifier.committed()
         return list(positions or [])
 
+    @translating
     def load(
         self, thread_id: str, *, after: int = 0, upto: int | None = None, limit: int | None = None
     ) -> list[AnyThreadEvent]:
@@ -148,10 +203,12 @@ class RecorderStore:
         stored = self.events.select_events(sid, gt=after or None, lte=upto, limit=limit)
         return [decode_event(s) for s in stored]
 
+    @translating
     def load_snapshot(self, thread_id: str) -> Thread | None:
         found = self.snapshots.select_events(stream_id(thread_id), desc=True, limit=1)
         return decode_snapshot(found[0]) if found else None
 
+    @translating
     def save_snapshot(self, state: Thread) -> None:
         try:
             self.snapshots.insert_events([encode_snapshot(state)])
@@ -187,9 +244,12 @@ class RecorderStore:
                     (sid, state.version),
                 )
 
+    @translating
     def read(self, *, after: Position, limit: int, upto: Position | None = None) -> list[Notified]:
         return [Notified(at, decode_event(n)) for at, n in self.log.select(after, limit, upto)]
 
+
+    @translating
     def read_payloads(
         self, *, after: Position, limit: int, upto: Position | None = None
     ) -> Iterator[StoredPayload]:
@@ -197,15 +257,19 @@ class RecorderStore:
             cls, payload = decode_payload(n.topic, n.state)
             yield at, n.id, cls.__name__, payload
 
+    @translating
     def last_position(self) -> Position:
         return self.log.head()
 
+    @translating
     def committed_head(self) -> Position:
         return self.log.committed_head()
 
+    @translating
     def count_after(self, position: Position, upto: Position | None = None) -> int:
         return self.log.count_after(position, upto)
 
+    @translating
     def oldest_transaction_age(self) -> float | None:
         if not isinstance(self.events, CommitOrderRecorder):
             return None
@@ -217,12 +281,15 @@ class RecorderStore:
 
     # ---- the archive of stored events (export and import) ----------------------------------
 
+    @translating
     def archived(self, thread_id: str) -> list[ArchivedEvent]:
         return [archived_of(s) for s in self.events.select_events(stream_id(thread_id))]
 
+    @translating
     def archived_log(self, *, after: Position, limit: int) -> list[tuple[Position, ArchivedEvent]]:
         return [(at, archived_of(n)) for at, n in self.log.select(after, limit, None)]
 
+    @translating
     def stored_version(self, thread_id: str) -> int:
         last = self.events.select_events(stream_id(thread_id), desc=True, limit=1)
         return last[0].originator_version if last else 0
@@ -230,6 +297,7 @@ class RecorderStore:
     def event_type_name(self, topic: str) -> str:
         return event_type(topic).__name__
 
+    @translating
     def append_archived(self, events: Sequence[ArchivedEvent]) -> None:
         try:
             self.events.insert_events([stored_of(e) for e in events])
@@ -238,8 +306,45 @@ class RecorderStore:
         if self._notifier is not None:
             self._notifier.committed()
 
+
+    @translating
     def ping(self) -> None:
         self.events.max_notification_id()
+
+    def ping_write(self) -> None:
+        """Raise ``StoreUnavailable`` if the store cannot be written now: a write probe that
+        changes nothing (SQLite: a read-only file or mount; PostgreSQL: a read-only server or
+        a standby), or a write that failed for want of the store in the last
+        ``WRITE_FAILURE_MEMORY`` seconds with none succeeding since (a full disk)."""
+        with translated():
+            self._probe_write()
+        failed = self._write_failed
+        if failed is not None and time.monotonic() - failed[0] < WRITE_FAILURE_MEMORY:
+            raise StoreUnavailable(f"the latest write failed: {failed[1]}")
+
+    def _probe_write(self) -> None:
+        if self.kind == "sqlite":
+            probe = sqlite3.connect(self.location.sqlite_path, timeout=1.0, isolation_level=None)
+            try:
+                probe.execute("BEGIN IMMEDIATE")
+                try:
+                    # Changes no row, yet needs a writable file: SQLITE_READONLY otherwise.
+                    probe.execute("UPDATE stored_events SET topic = topic WHERE 0")
+                finally:
+                    probe.execute("ROLLBACK")
+            except sqlite3.OperationalError as busy:
+                if busy.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+                    raise  # a writer holding the lock means writes do happen
+            finally:
+                probe.close()
+        elif self.kind == "postgres":
+            with self.events.datastore.get_connection() as conn:  # type: ignore[attr-defined]
+                row = conn.execute(
+                    "SELECT pg_is_in_recovery() AS standby,"
+                    " current_setting('transaction_read_only') AS read_only"
+                ).fetchone()
+            if row["standby"] or row["read_only"] == "on":
+                raise StoreUnavailable("PostgreSQL is read-only (a standby, or read-only mode)")
 
     def close(self) -> None:
         try:

@@ -301,7 +301,9 @@ def test_healthz_reports_an_unreachable_store_as_503(mailbox: Mailbox) -> None:
     cut_off = Mailbox(Unreachable(mailbox.store), mailbox.views)
     with TestClient(create_app(cut_off)) as client:
         response = client.get("/healthz")
-    assert (response.status_code, response.json()["code"]) == (503, "store_unreachable")
+    assert (response.status_code, response.json()["code"]) == (503, "store_unavailable")
+    assert (response.json()["readable"], response.json()["writable"]) == (False, False)
+    assert int(response.headers["retry-after"]) > 0
 
 
 def test_reads_include_what_another_process_wrote_to_the_same_sqlite_store(

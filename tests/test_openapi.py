@@ -43,6 +43,7 @@ OPERATION_IDS = {
     "list_threads",
     "healthz",
     "metrics",
+    "healthz_head",
 }
 
 # The thirteen event types of a thread, as the stored format names them.
@@ -153,7 +154,7 @@ def test_editing_a_pending_message_declares_exactly_the_errors_it_can_meet(
         413: {"payload_too_large"},
         422: {"invalid_input"},
         428: {"precondition_required"},
-        503: {"contention"},
+        503: {"contention", "store_unavailable"},
     }
 
 

@@ -149,5 +149,6 @@ class ThreadsPage(BaseModel):
 class Health(BaseModel):
     status: str
     store: str
+    writable: bool = True  # the store accepts writes now (a write probe that changes nothing)
     snapshot_failures: int = 0  # snapshot writes that failed since start (commands still succeed)
     open_streams: int = 0  # event streams being served now

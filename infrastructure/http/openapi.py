@@ -61,6 +61,9 @@ class Problem(BaseModel):
     size: int | None = Field(None, description="payload_too_large: the message's encoded size")
     limit: int | None = Field(None, description="payload_too_large: the limit in bytes")
     attempts: int | None = Field(None, description="contention: attempts made")
+    reason: str | None = Field(None, description="store_unavailable: why the store cannot be used")
+    readable: bool | None = Field(None, description="store_unavailable (/healthz): reads work")
+    writable: bool | None = Field(None, description="store_unavailable (/healthz): writes work")
 
 
 def declared_response(status: int, codes: list[str]) -> dict[str, Any]:
@@ -82,9 +85,10 @@ def problem_responses(
     itself: 400 for a request it cannot read (a target that is not UTF-8, a body that is not
     JSON, a malformed header), 413 for a body over the limit when the route takes one, 428 when
     a required ``If-Match`` is missing and 412 ``precondition_failed`` when it can never match
-    (weak tags only), 304 for a GET whose ``If-None-Match`` matches. (401 is added to every
-    guarded route by ``install_openapi``.)"""
-    codes: dict[int, list[str]] = {400: ["invalid_input"]}
+    (weak tags only), 304 for a GET whose ``If-None-Match`` matches, 503 ``store_unavailable``
+    since every route uses the store. (401 is added to every guarded route by
+    ``install_openapi``.)"""
+    codes: dict[int, list[str]] = {400: ["invalid_input"], 503: ["store_unavailable"]}
     for error in raised:
         status = status_of(error)
         if status is None:

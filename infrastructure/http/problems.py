@@ -40,6 +40,7 @@ STATUS_BY_ERROR: dict[type[errors.ThreadboxError], int] = {
     errors.VersionConflict: 412,
     errors.Contention: 503,
     errors.StoreNotFound: 503,  # a server opens (creates) its store at start: not seen in practice
+    errors.StoreUnavailable: 503,
 }
 
 # ``NotPending`` is one class whose code says why the entry is no longer pending.
@@ -68,6 +69,9 @@ STATUS_BY_CODE: dict[str, int] = {
 # Seconds a client should wait after a 503 ``contention``: by then the writers that kept
 # winning have usually moved on (the mailbox has already retried with backoff).
 CONTENTION_RETRY_AFTER = 1
+# Seconds a client should wait after a 503 ``store_unavailable``: a restart, a failover or an
+# operator freeing disk space takes seconds, and the answer came fast, so do not hammer.
+STORE_RETRY_AFTER = 5
 
 TITLES: dict[int, str] = {
     400: "Bad request",
@@ -147,6 +151,8 @@ def error_response(error: errors.ThreadboxError) -> JSONResponse:
     headers = {}
     if isinstance(error, errors.Contention):
         headers["Retry-After"] = str(CONTENTION_RETRY_AFTER)
+    if isinstance(error, errors.StoreUnavailable):
+        headers["Retry-After"] = str(STORE_RETRY_AFTER)
     return problem_response(status, error.code, error.message, error.details(), headers)
 
 

@@ -13,6 +13,7 @@ from threadbox.errors import (
     NotPending,
     PendingNotFound,
     RunNotFound,
+    StoreUnavailable,
     ThreadNotFound,
 )
 
@@ -29,7 +30,7 @@ from .commands import MailboxDep
 from .openapi import declared_response, problem_responses
 from .paths import IdRoute
 from .preconditions import not_modified
-from .problems import problem_response
+from .problems import STORE_RETRY_AFTER, problem_response
 
 router = APIRouter(route_class=IdRoute)
 
@@ -221,28 +222,58 @@ def threads(
     return ThreadsPage(threads=summaries, next_after=last)
 
 
+HEALTH_RESPONSES = problem_responses() | {503: declared_response(503, ["store_unavailable"])}
+
+
 @router.get(
     "/healthz",
     response_model=Health,
     operation_id="healthz",
-    summary="Liveness and store reachability",
-    description="200 when the store answers, with its kind, the snapshot writes that failed "
-    "since start and the event streams open now; 503 `store_unreachable` when it does not. "
+    summary="Liveness, and whether the store can be read and written",
+    description="200 when the store answers a read and a write probe (one that changes "
+    "nothing), with its kind, the snapshot writes that failed since start and the event streams "
+    "open now; 503 `store_unavailable` with `Retry-After` when it cannot be read "
+    "(`readable: false`) or cannot be written (`readable: true, writable: false`: a read-only "
+    "file, mount or server, or a write that failed for want of the store in the last 30 s). "
     "Needs no token.",
     tags=["health"],
-    responses=problem_responses() | {503: declared_response(503, ["store_unreachable"])},
+    responses=HEALTH_RESPONSES,
 )
 def healthz(mailbox: MailboxDep, request: Request) -> Response:
+    readable = False
     try:
         mailbox.store.ping()
-    except Exception as unreachable:  # any failure to reach the store means "not healthy"
+        readable = True
+        mailbox.store.ping_write()
+    except Exception as failed:  # any failure to read or write the store means "not healthy"
+        reason = failed.reason if isinstance(failed, StoreUnavailable) else str(failed)
+        what = "written" if readable else "reached"
         return problem_response(
-            503, "store_unreachable", f"the store cannot be reached: {unreachable}"
+            503,
+            "store_unavailable",
+            f"the store cannot be {what}: {reason}",
+            {"readable": readable, "writable": False},
+            headers={"Retry-After": str(STORE_RETRY_AFTER)},
         )
     health = Health(
         status="ok",
         store=mailbox.store.kind,
+        writable=True,
         snapshot_failures=mailbox.snapshot_failures,
         open_streams=request.app.state.changes.open_streams,
     )
     return JSONResponse(health.model_dump())
+
+
+@router.head(
+    "/healthz",
+    operation_id="healthz_head",
+    summary="Liveness, headers only",
+    description="`GET /healthz` without its body: the same status (200, or 503 with "
+    "`Retry-After`), for probes that send HEAD. Needs no token.",
+    tags=["health"],
+    responses=HEALTH_RESPONSES,
+)
+def healthz_head(mailbox: MailboxDep, request: Request) -> Response:
+    answer = healthz(mailbox, request)
+    return Response(status_code=answer.status_code, headers=dict(answer.headers))

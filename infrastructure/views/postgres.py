@@ -7,10 +7,10 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from psycopg.conninfo import make_conninfo
-from psycopg_pool import ConnectionPool
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from threadbox.application.ports import Position
 
+from ..pg_pool import RECONNECT_TIMEOUT, FailFastPool
 from ..pg_recorder import LogPosition
 from .sql import SqlViewBackend
 
@@ -38,15 +38,20 @@ class PostgresDialect:
     unavailable: tuple[type[Exception], ...] = (psycopg.OperationalError, psycopg.InterfaceError)
 
     def __init__(self, conninfo: str, schema: str, pool_size: int = 4) -> None:
-        self.conninfo = make_conninfo(conninfo, options=f"-c search_path={schema}")
+        given = conninfo_to_dict(conninfo)  # its options bound statements (ADR 0015): keep them
+        options = f"{given.get('options', '')} -c search_path={schema}".strip()
+        self.conninfo = make_conninfo(conninfo, options=options)
         self.schema = schema
-        self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+        self.attempts = pool_size + 1  # every pooled connection may be dead after a restart
+        self._pool = FailFastPool(
             self.conninfo,
             min_size=1,
             max_size=pool_size,
             kwargs={"autocommit": True},
             open=True,
             name="threadbox-views",
+            timeout=float(given.get("connect_timeout") or 5),
+            reconnect_timeout=RECONNECT_TIMEOUT,
         )
 
     @contextmanager
@@ -100,8 +105,13 @@ class PostgresDialect:
         return (str(decoded.transaction_id), decoded.notification_id)
 
     def guard_rebuild(self, conn: psycopg.Connection[Any], held: bool) -> None:
-        """Take or release the schema's rebuild lock."""
+        """Take or release the schema's rebuild lock; a rebuild's statements are unbounded."""
+        conn.execute("SET statement_timeout = 0" if held else "RESET statement_timeout")
         conn.execute(LOCK_REBUILD if held else UNLOCK_REBUILD)
+
+    def dropped(self, conn: psycopg.Connection[Any]) -> bool:
+        """The connection broke (the server closed it, or it was terminated)."""
+        return conn.broken
 
     def bulk_insert(
         self, conn: psycopg.Connection[Any], statement: str, rows: list[tuple[Any, ...]]

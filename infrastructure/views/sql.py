@@ -9,12 +9,14 @@ message or mode is JSON text in the row already), timestamps ISO strings.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol, TypeVar
 
 import orjson
 from threadbox.application.ports import Position, Progress
+from threadbox.domain.errors import StoreUnavailable
 from threadbox.projections.changes import (
     COLUMNS,
     JSON_COLUMNS,
@@ -32,6 +34,7 @@ from threadbox.projections.changes import (
 )
 from threadbox.projections.tables import Tables
 
+from ..faults import translated
 from .statements import BOOL_COLUMNS, TRACKING_NAME, SqlTypes, TableStatements, ViewStatements
 
 # Free text stored as JSON too: PostgreSQL TEXT refuses NUL, which a run's detail may hold.
@@ -39,6 +42,7 @@ ENCODED = JSON_COLUMNS | {"detail"}
 BULK_ROWS = 5000  # rows per transaction while a rebuild fills its tables
 
 T = TypeVar("T")
+log = logging.getLogger("threadbox.views")
 Connection = Any  # sqlite3.Connection or psycopg.Connection, both in autocommit mode
 
 
@@ -78,6 +82,12 @@ class Dialect(SqlTypes, Protocol):
     def close(self) -> None:
         """Close the dialect's connections."""
 
+    def dropped(self, conn: Connection) -> bool:
+        """Whether ``conn`` was lost (a server restart, a terminated backend): work that failed
+        on it may run again on another connection."""
+
+    attempts: int  # connections to try before a dropped one fails the work
+
 
 def _encode(table: str, row: Row) -> tuple[Any, ...]:
     return tuple(orjson.dumps(row[c]).decode() if c in ENCODED else row[c] for c in COLUMNS[table])
@@ -113,10 +123,32 @@ class SqlViewBackend:
 
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
-        self.unavailable = dialect.unavailable
+        self.unavailable: tuple[type[Exception], ...] = (StoreUnavailable, *dialect.unavailable)
         self.statements = ViewStatements.build(dialect)
-        with dialect.connection() as conn:
-            self._transaction(conn, dialect.begin_write, self._create_schema)
+        try:
+            self._connected(
+                lambda conn: self._transaction(conn, dialect.begin_write, self._create_schema)
+            )
+        except StoreUnavailable:
+            # A read-only file or server whose views exist already: serve reads, and let
+            # writes answer store_unavailable (ADR 0015). Without the views, nothing to serve.
+            self.position()
+            log.warning("the views' database cannot be written; serving reads only")
+
+    def _connected(self, work: Callable[[Connection], T]) -> T:
+        """``work(conn)`` on a connection of the dialect; again on another one when the
+        connection was dropped (its transaction, if any, rolled back with it: every piece of
+        work here is a read, or a transaction that checks the tracking position first). The
+        database's own failures raise ``StoreUnavailable``."""
+        with translated():
+            for attempt in range(1, self.dialect.attempts + 1):
+                with self.dialect.connection() as conn:
+                    try:
+                        return work(conn)
+                    except self.dialect.unavailable:
+                        if attempt == self.dialect.attempts or not self.dialect.dropped(conn):
+                            raise
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _create_schema(self, conn: Connection) -> None:
         self.dialect.guard_schema(conn)
@@ -150,8 +182,7 @@ class SqlViewBackend:
 
     def position(self) -> Position:
         """The log position the views reflect."""
-        with self.dialect.connection() as conn:
-            return self._tracked(conn, lock=False)
+        return self._connected(lambda conn: self._tracked(conn, lock=False))
 
     def apply(
         self, changes: Sequence[Change], from_position: Position, to_position: Position
@@ -174,8 +205,9 @@ class SqlViewBackend:
             self._set_tracked(conn, to_position)
             return True
 
-        with self.dialect.connection() as conn:
-            return bool(self._transaction(conn, self.dialect.begin_write, work))
+        return bool(
+            self._connected(lambda conn: self._transaction(conn, self.dialect.begin_write, work))
+        )
 
     def _load_touched(
         self, conn: Connection, changes: Sequence[Change]
@@ -232,7 +264,7 @@ class SqlViewBackend:
     def replace_all(self, tables: Tables, position: Position, progress: Progress | None) -> None:
         """Fill ``view_*__rebuild`` tables in batches, then swap them in in one transaction."""
         total = sum(len(group) for t in TABLES for group in tables.rows[t].values())
-        with self.dialect.connection() as conn:
+        with translated(), self.dialect.connection() as conn:
             self.dialect.guard_rebuild(conn, held=True)
             try:
                 self._rebuild(conn, tables, position, total, progress)
@@ -279,8 +311,8 @@ class SqlViewBackend:
     # ---- reads -----------------------------------------------------------------------------
 
     def _rows(self, table: str, statement: str, params: Sequence[Any]) -> list[Row]:
-        with self.dialect.connection() as conn:
-            return [_decode(table, r) for r in conn.execute(statement, params).fetchall()]
+        found = self._connected(lambda conn: conn.execute(statement, params).fetchall())
+        return [_decode(table, r) for r in found]
 
     def dump(self) -> tuple[Position, dict[str, dict[Key, Row]]]:
         """The tracking position and every row, in one snapshot."""
@@ -294,11 +326,10 @@ class SqlViewBackend:
                 found[table] = {tuple(r[c] for c in KEYS[table]): r for r in decoded}
             return position, found
 
-        with self.dialect.connection() as conn:
-            result: tuple[Position, dict[str, dict[Key, Row]]] = self._transaction(
-                conn, self.dialect.begin_snapshot, read
-            )
-            return result
+        result: tuple[Position, dict[str, dict[Key, Row]]] = self._connected(
+            lambda conn: self._transaction(conn, self.dialect.begin_snapshot, read)
+        )
+        return result
 
     def pending_rows(self, thread_id: str) -> list[Row]:
         """The thread's pending rows, by position."""
@@ -332,8 +363,10 @@ class SqlViewBackend:
 
     def thread_exists(self, thread_id: str) -> bool:
         """Is there a summary row for this thread?"""
-        with self.dialect.connection() as conn:
-            return conn.execute(self.statements.thread_exists, (thread_id,)).fetchone() is not None
+        found = self._connected(
+            lambda conn: conn.execute(self.statements.thread_exists, (thread_id,)).fetchone()
+        )
+        return found is not None
 
     def close(self) -> None:
         """Close the dialect's connections."""

@@ -28,6 +28,7 @@ class SqliteDialect:
     tracked_assignment = "position = ?"
     no_limit: int | None = -1  # a negative LIMIT has no upper bound
     unavailable: tuple[type[Exception], ...] = (sqlite3.OperationalError,)
+    attempts = 1  # a file is not dropped: nothing to try again
 
     def __init__(self, path: str, busy_timeout: float = 30.0) -> None:
         self.path = path
@@ -103,6 +104,10 @@ class SqliteDialect:
     ) -> None:
         """Insert the rows in one ``executemany``."""
         conn.executemany(statement, rows)
+
+    def dropped(self, conn: sqlite3.Connection) -> bool:
+        """Never: a SQLite file has no connection to lose."""
+        return False
 
     def close(self) -> None:
         """Close the idle connections."""
