@@ -11,13 +11,14 @@ from threadbox import Mailbox
 from threadbox.infrastructure.metrics import PrometheusMetrics
 
 from . import ag_ui, commands, metrics, reads, stream
-from .auth import BearerTokenGuard
+from .auth import BearerTokenGuard, checked_token
 from .limits import BodyLimit, Utf8Target, body_limit_for
 from .log_changes import LogChanges
 from .openapi import TAGS, install_openapi
 from .paths import EncodedSlashes
 from .problems import install_problem_handlers
 from .stream import StreamSettings
+from .timeouts import BodyReadTimeout, ServerLimits
 
 DESCRIPTION = """Every thread has a **pending zone** (delivered, not yet read by the model:
 editable, retractable, reorderable) and an append-only **committed zone** (what the model read,
@@ -36,9 +37,12 @@ def create_app(
     max_body_bytes: int | None = None,
     stream_settings: StreamSettings | None = None,
     close_on_shutdown: bool = False,
+    body_timeout: float = ServerLimits.body_timeout,
 ) -> FastAPI:
     """The HTTP API (docs/http-api.md) over ``mailbox``; ``token`` set -> bearer auth on every route
-    but ``/healthz``. The caller owns the mailbox, unless ``close_on_shutdown`` hands it over:
+    but ``/healthz`` (an unusable token, empty say, raises ``InvalidInput``); a request body not
+    whole ``body_timeout`` seconds after it is first read answers 408. The caller owns the
+    mailbox, unless ``close_on_shutdown`` hands it over:
     then the server's shutdown closes it (uvicorn re-raises SIGTERM after its shutdown, so
     code after ``uvicorn.run`` would not get to)."""
 
@@ -77,8 +81,10 @@ def create_app(
         mailbox.metrics.watch_streams(lambda: changes.open_streams)
     limit = max_body_bytes or body_limit_for(mailbox.settings.max_message_bytes)
     app.add_middleware(BodyLimit, limit=limit)
+    app.add_middleware(BodyReadTimeout, timeout=body_timeout)
     app.add_middleware(EncodedSlashes)
     app.add_middleware(Utf8Target)  # added after: runs before EncodedSlashes
-    if token:
+    if token is not None:
+        checked_token(token)  # now, not at the first request (middleware is built lazily)
         app.add_middleware(BearerTokenGuard, token=token)  # added last: runs first
     return app

@@ -78,6 +78,7 @@ TITLES: dict[int, str] = {
     401: "Unauthorized",
     404: "Not found",
     405: "Method not allowed",
+    408: "Request timeout",
     409: "Conflict",
     412: "Precondition failed",
     413: "Content too large",
@@ -193,6 +194,7 @@ def install_problem_handlers(app: FastAPI) -> None:
             400: "invalid_input",
             404: "not_found",
             405: "method_not_allowed",
+            408: "request_timeout",
             413: "payload_too_large",
         }.get(exc.status_code, "http_error")
         fields = {"limit": exc.limit} if isinstance(exc, BodyTooLarge) else None

@@ -1,0 +1,135 @@
+"""Bounds on how long a client may take to send a request (ADR 0015), so that clients which open
+connections and send half a request cannot hold the server's descriptors.
+
+- Headers: uvicorn times out idle keep-alive connections, but not a connection whose request
+  headers never end (nor one that never sends a byte): ``HeaderTimeoutProtocol`` closes those after
+  ``header_timeout`` seconds, counted from the connection's start or from the first byte of each
+  request.
+- Body: ``BodyReadTimeout`` (ASGI middleware) answers 408 ``request_timeout`` when a request body
+  is not whole ``body_timeout`` seconds after the application first asked for it.
+- Connections: uvicorn's ``limit_concurrency`` answers 503 (plain text, before the application)
+  once that many connections and requests are open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import anyio
+import h11
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """How long a client may take, and how many connections may be open (``threadbox serve``)."""
+
+    header_timeout: float = 10.0  # seconds to send a request's headers
+    body_timeout: float = 60.0  # seconds to send a request's body, once the app reads it
+    keep_alive_timeout: float = 5.0  # seconds an idle keep-alive connection stays open
+    limit_concurrency: int = 1000  # open connections and requests beyond which requests get 503
+
+
+class HeaderTimeoutProtocol(H11Protocol):
+    """uvicorn's h11 protocol, closing connections whose request headers take too long."""
+
+    header_timeout: ClassVar[float] = ServerLimits.header_timeout
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """Start the clock for the first request's headers."""
+        super().connection_made(transport)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        """Stop the clock once the headers are in; start it at the first byte of a request."""
+        super().data_received(data)
+        self._follow()
+
+    def on_response_complete(self) -> None:
+        """A pipelined request may have started already."""
+        super().on_response_complete()
+        self._follow()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Stop the clock."""
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _follow(self) -> None:
+        waiting = self.conn.their_state is h11.IDLE and self.conn.our_state is h11.IDLE
+        if waiting and self.conn.trailing_data[0]:
+            self._arm()  # part of a request is in: its headers must end in time
+        elif not waiting:
+            self._disarm()
+
+    def _arm(self) -> None:
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(self.header_timeout, self._timed_out)
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _timed_out(self) -> None:
+        self._header_timer = None
+        if not self.transport.is_closing():
+            self.logger.debug("closing a connection whose request headers took too long")
+            self.transport.close()
+
+
+def header_timeout_protocol(header_timeout: float) -> type[HeaderTimeoutProtocol]:
+    """The protocol class for uvicorn's ``http`` setting, with this header timeout."""
+    return type(
+        "HeaderTimeoutProtocol", (HeaderTimeoutProtocol,), {"header_timeout": header_timeout}
+    )
+
+
+class RequestTimeout(HTTPException):
+    """Raised while a request body streams in, once it is late (answered 408)."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(
+            408,
+            f"the request body was not received within {timeout:g} s",
+            headers={"Connection": "close"},
+        )
+        self.timeout = timeout
+
+
+class BodyReadTimeout:
+    """ASGI middleware: a request body must be whole ``timeout`` seconds after the application
+    first asks for it; later reads (waiting for a disconnect, as event streams do) are not
+    bounded."""
+
+    def __init__(self, app: ASGIApp, timeout: float) -> None:
+        self.app = app
+        self.timeout = timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        deadline: float | None = None
+        whole = False
+
+        async def timed_receive() -> Message:
+            nonlocal deadline, whole
+            if whole:
+                return await receive()
+            now = anyio.current_time()
+            deadline = now + self.timeout if deadline is None else deadline
+            message: Any = None
+            with anyio.move_on_after(deadline - now):
+                message = await receive()
+            if message is None:
+                raise RequestTimeout(self.timeout)
+            whole = message["type"] != "http.request" or not message.get("more_body", False)
+            return message  # type: ignore[no-any-return]
+
+        await self.app(scope, timed_receive, send)
