@@ -4,7 +4,8 @@ psycopg_pool waits ``timeout`` seconds for a connection whenever it has none, an
 retries every recorder call 10 times on a connection error: with the server stopped, one deliver
 waited ~70 s before its 500. ``FailFast`` pools remember that their latest connection attempt
 failed; while that holds and no connection is idle, a request waits ``DOWN_WAIT`` seconds at most
-and then raises ``StoreUnavailable`` — which no recorder retries. A connection that comes back
+(long enough for the pool's own attempt to fail when the server refuses) and then raises
+``StoreUnavailable`` — which no recorder retries. A connection that comes back
 clears it. ``reconnect_timeout`` is short, so the pool's own background reconnection (which backs
 off 1, 2, 4 … s) gives up quickly and the next request starts a fresh attempt: a server that
 comes back is used within seconds.
@@ -51,21 +52,25 @@ def fail_fast(base: type[ConnectionPool[Any]]) -> type[ConnectionPool[Any]]:
             return conn
 
         def getconn(self, timeout: float | None = None) -> Any:
-            """A connection, or ``StoreUnavailable`` (at once while the server is known
-            down)."""
+            """A connection, or ``StoreUnavailable``: after ``DOWN_WAIT`` seconds when a
+            connection attempt has failed (now or before), else after ``timeout``."""
             wait = self.timeout if timeout is None else timeout
-            down = self._threadbox_down
-            if down is not None and not self._pool:
-                wait = min(wait, DOWN_WAIT)
+            first = min(wait, DOWN_WAIT)
             try:
-                return super().getconn(wait)
+                return super().getconn(first)
             except PoolTimeout as error:
-                reason = (
-                    f"PostgreSQL cannot be reached: {down}"
-                    if down is not None
-                    else f"no PostgreSQL connection was free within {wait:g} s"
-                )
-                raise StoreUnavailable(reason[:300]) from error
+                if self._threadbox_down is not None or wait <= first:
+                    raise self._unavailable(first) from error
+            try:
+                return super().getconn(wait - first)  # busy, not down: wait the rest
+            except PoolTimeout as error:
+                raise self._unavailable(wait) from error
+
+        def _unavailable(self, waited: float) -> StoreUnavailable:
+            down = self._threadbox_down
+            if down is not None:
+                return StoreUnavailable(f"PostgreSQL cannot be reached: {down}"[:300])
+            return StoreUnavailable(f"no PostgreSQL connection was free within {waited:g} s")
 
     FailFast.__name__ = FailFast.__qualname__ = f"FailFast{base.__name__}"
     _FAIL_FAST[base] = FailFast
