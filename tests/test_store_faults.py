@@ -8,6 +8,7 @@ Timeouts here are hang guards (``pytest.mark.timeout``), not speed assertions.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 import uuid
@@ -19,11 +20,13 @@ import psycopg
 import pytest
 import threadbox
 from fastapi.testclient import TestClient
-from pg_private import PrivateServer
+from pg_private import PrivateServer, free_port
 from psycopg.conninfo import conninfo_to_dict
 from threadbox.errors import StoreUnavailable
+from threadbox.infrastructure.cli import build_cli
 from threadbox.infrastructure.faults import unavailability
 from threadbox.infrastructure.http import create_app
+from typer.testing import CliRunner
 
 T = "/v1/threads/t1"
 HANG_GUARD = 60  # seconds: a request that does not return fails the test instead of the suite
@@ -92,6 +95,56 @@ def test_a_read_only_sqlite_store_answers_503_store_unavailable_and_healthz_says
             head = client.head("/healthz")
             assert (head.status_code, head.content) == (503, b"")
         assert writer.store.last_position() == position  # nothing was written
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB tmpfs of our own (needs root: skipped where mounting is not allowed)."""
+    where = tmp_path / "disk"
+    where.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=True)
+
+
+@pytest.mark.timeout(HANG_GUARD)
+def test_a_full_disk_is_503_store_unavailable_and_healthz_not_writable_until_a_write_succeeds(
+    small_disk: Path,
+) -> None:
+    filler = small_disk / "filler"
+    with (
+        threadbox.open(f"sqlite:///{small_disk / 'tb.db'}") as mailbox,
+        TestClient(create_app(mailbox)) as client,
+    ):
+        assert client.post(f"{T}/messages", json={"messages": [user("a", "m0")]}).status_code == 201
+        stat = os.statvfs(small_disk)
+        filler.write_bytes(b"\0" * (stat.f_bavail * stat.f_frsize - 300_000))
+        big = "x" * 100_000
+        answers = [
+            client.post(f"{T}/messages", json={"messages": [user(big, f"big-{n}")]})
+            for n in range(8)
+        ]
+        refused = [a for a in answers if a.status_code != 201]
+        assert refused, "the disk never filled"
+        for answer in refused:
+            assert_unavailable(answer)
+            assert "full" in answer.json()["detail"]
+        health = client.get("/healthz")
+        assert_unavailable(health)
+        assert (health.json()["readable"], health.json()["writable"]) == (True, False)
+        filler.unlink()
+        again = client.post(f"{T}/messages", json={"messages": [user("after", "m9")]})
+        assert again.status_code == 201, again.text
+        assert client.get("/healthz").status_code == 200  # a write succeeded: writable again
 
 
 @pytest.mark.timeout(HANG_GUARD)
@@ -165,10 +218,13 @@ def test_a_stopped_postgresql_answers_503_store_unavailable_and_service_resumes_
 
 
 def test_a_postgresql_that_cannot_be_reached_at_open_is_store_unavailable() -> None:
-    from pg_private import free_port
-
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/nothing"
     with pytest.raises(StoreUnavailable, match="PostgreSQL"):
-        threadbox.open(f"postgresql://postgres@127.0.0.1:{free_port()}/nothing")
+        threadbox.open(url)
+    result = CliRunner().invoke(build_cli({"THREADBOX_URL": url}), ["views", "status"])
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error [store_unavailable]: "), lines
 
 
 # ---- PostgreSQL connections cut under a running service --------------------------------------
