@@ -14,6 +14,7 @@ from threadbox.application.settings import Settings
 from threadbox.application.views import ProjectedViews
 from threadbox.domain.errors import StoreNotFound
 
+from .faults import translating
 from .metrics import PrometheusMetrics
 from .pg_wakeup import events_channel
 from .store import RecorderStore, StoreLocation
@@ -67,10 +68,11 @@ def view_backend(location: StoreLocation) -> tuple[ViewBackend, Wakeup]:
     return MemoryViewBackend(), PollingWakeup(0.05)
 
 
+@translating
 def store_exists(location: StoreLocation) -> bool:
     """Whether a threadbox store is already at ``location``, found without creating anything: a
     memory store always is; a SQLite file must exist; a PostgreSQL schema must hold the events
-    table (a server that does not answer raises, as any connection would)."""
+    table (a server that does not answer raises ``StoreUnavailable``, as any use of it would)."""
     if location.kind == "memory":
         return True
     if location.kind == "sqlite":
