@@ -16,8 +16,11 @@ from eventsourcing.persistence import (
     ApplicationRecorder,
     InfrastructureFactory,
     IntegrityError,
+    InterfaceError,
     Notification,
+    OperationalError,
 )
+from eventsourcing.utils import retry
 from psycopg.conninfo import make_conninfo
 from threadbox.application.ports import (
     ArchivedEvent,
@@ -338,13 +341,19 @@ class RecorderStore:
             finally:
                 probe.close()
         elif self.kind == "postgres":
-            with self.events.datastore.get_connection() as conn:  # type: ignore[attr-defined]
-                row = conn.execute(
-                    "SELECT pg_is_in_recovery() AS standby,"
-                    " current_setting('transaction_read_only') AS read_only"
-                ).fetchone()
+            row = self._pg_read_only()
             if row["standby"] or row["read_only"] == "on":
                 raise StoreUnavailable("PostgreSQL is read-only (a standby, or read-only mode)")
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.05)
+    def _pg_read_only(self) -> Any:
+        """Whether the server is a standby or read-only; on a dropped pooled connection, again
+        on the next one, as the recorders do (a server that is down fails at once instead)."""
+        with self.events.datastore.get_connection() as conn:  # type: ignore[attr-defined]
+            return conn.execute(
+                "SELECT pg_is_in_recovery() AS standby,"
+                " current_setting('transaction_read_only') AS read_only"
+            ).fetchone()
 
     def close(self) -> None:
         try:

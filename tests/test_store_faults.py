@@ -254,7 +254,13 @@ def test_view_reads_carry_on_after_their_pooled_connections_are_terminated(
         assert client.post(f"{T}/messages", json={"messages": [user("a", "m1")]}).status_code == 201
         frozen = client.post(f"{T}/freeze", json={"boundary": "new_run", "run_id": run_id})
         assert frozen.status_code == 200, frozen.text
-        reads = [f"{T}/committed", f"{T}/runs", f"{T}/checkpoints", f"/v1/runs/{run_id}"]
+        reads = [
+            f"{T}/committed",
+            f"{T}/runs",
+            f"{T}/checkpoints",
+            f"/v1/runs/{run_id}",
+            "/healthz",
+        ]
         for _ in range(3):
             for path in reads:
                 assert client.get(path).status_code == 200
