@@ -234,18 +234,22 @@ class Mailbox:
             at_version=at_version,
         )
 
-    def runs(self, thread_id: str) -> list[RunRecord]:
-        """The thread's runs, in the order they started."""
-        return self._queries.runs(thread_id)
+    def runs(self, thread_id: str, *, after: int = 0, limit: int | None = None) -> list[RunRecord]:
+        """The thread's runs, in the order they started: after the first ``after`` of them
+        (runs are never removed, so a count is a stable cursor), at most ``limit``."""
+        return self._queries.runs(thread_id, after=after, limit=limit)
 
     def run(self, run_id: str) -> RunRecord:
         """The run with this id (the latest to start, if threads share run ids); raises
         ``RunNotFound``."""
         return self._queries.run(run_id)
 
-    def checkpoints(self, thread_id: str) -> list[Checkpoint]:
-        """Every commit into the thread's committed zone: freezes (``input``) and outputs."""
-        return self._queries.checkpoints(thread_id)
+    def checkpoints(
+        self, thread_id: str, *, after_version: int = 0, limit: int | None = None
+    ) -> list[Checkpoint]:
+        """Every commit into the thread's committed zone: freezes (``input``) and outputs, in
+        version order, after the thread version ``after_version``, at most ``limit``."""
+        return self._queries.checkpoints(thread_id, after_version=after_version, limit=limit)
 
     def threads_with_pending(self, *, limit: int = 100, after: str | None = None) -> list[str]:
         """Ids of the threads with pending work, in id order, after the cursor ``after``."""
@@ -259,15 +263,29 @@ class Mailbox:
         return self._queries.threads(has_pending=has_pending, limit=limit, after=after)
 
     def thread(self, thread_id: str, *, at_version: int | None = None) -> ThreadState:
-        """The thread folded from its event log, optionally as it was at ``at_version``."""
+        """The thread's state (read from the views, the same as a fold of its event log), or
+        as it was at ``at_version`` (folded from the log)."""
         return self._queries.thread(thread_id, at_version=at_version)
 
     def history(
-        self, thread_id: str, *, after_version: int = 0, limit: int | None = None
+        self,
+        thread_id: str,
+        *,
+        after_version: int = 0,
+        limit: int | None = None,
+        include_internal: bool = True,
     ) -> list[RecordedEvent]:
         """The audit trail: the thread's events after ``after_version`` (at most ``limit``),
-        each with its version, type, time and payload."""
-        return self._queries.history(thread_id, after_version=after_version, limit=limit)
+        each with its version, type, time and payload. ``include_internal=False`` (the HTTP
+        API's default) leaves out the content of internal messages and of hidden ones: the
+        message keeps its id, role and visibility, its content is one empty text part and its
+        metadata ``{"redacted": "internal"}`` or ``{"redacted": "hidden"}``."""
+        return self._queries.history(
+            thread_id,
+            after_version=after_version,
+            limit=limit,
+            include_internal=include_internal,
+        )
 
     def close(self) -> None:
         """Stop the views' background work and close the views and the store."""

@@ -196,18 +196,30 @@ class Views(Protocol):
         """The thread's pending queue, in position order."""
 
     def committed(
-        self, thread_id: str, *, after_seq: int, limit: int | None, include_hidden: bool
+        self,
+        thread_id: str,
+        *,
+        after_seq: int,
+        limit: int | None,
+        include_hidden: bool,
+        include_internal: bool = True,
     ) -> list[CommittedMessage]:
-        """The thread's committed messages after ``after_seq``, in seq order."""
+        """The thread's committed messages after ``after_seq``, in seq order (internal ones
+        only with ``include_internal``)."""
 
-    def runs(self, thread_id: str) -> list[RunRecord]:
-        """The thread's runs, in the order they started."""
+    def runs(self, thread_id: str, *, offset: int = 0, limit: int | None = None) -> list[RunRecord]:
+        """The thread's runs in the order they started, after the first ``offset``."""
 
     def run(self, run_id: str) -> RunRecord | None:
         """The latest run to start with this id, in any thread."""
 
-    def checkpoints(self, thread_id: str) -> list[Checkpoint]:
-        """The thread's commits into its committed zone."""
+    def checkpoints(
+        self, thread_id: str, *, after_version: int = 0, limit: int | None = None
+    ) -> list[Checkpoint]:
+        """The thread's commits into its committed zone after ``after_version``."""
+
+    def thread(self, thread_id: str) -> ThreadSummary | None:
+        """The thread's summary, if the views know the thread."""
 
     def threads_with_pending(self, *, limit: int, after: str | None) -> list[str]:
         """Ids of threads with pending work, ordered, after ``after``."""
@@ -263,18 +275,29 @@ class ViewBackend(Protocol):
         """The thread's pending rows, by position."""
 
     def committed_rows(
-        self, thread_id: str, after_seq: int, limit: int | None, include_hidden: bool
+        self,
+        thread_id: str,
+        after_seq: int,
+        limit: int | None,
+        include_hidden: bool,
+        include_internal: bool = True,
     ) -> list[Row]:
-        """The thread's committed rows after ``after_seq``, by seq, at most ``limit``."""
+        """The thread's committed rows after ``after_seq``, by seq, at most ``limit``; those of
+        internal messages only with ``include_internal`` (left out by the query itself)."""
 
-    def run_rows(self, thread_id: str) -> list[Row]:
-        """The thread's run rows, in the order they started."""
+    def run_rows(self, thread_id: str, offset: int = 0, limit: int | None = None) -> list[Row]:
+        """The thread's run rows in the order they started, after the first ``offset``."""
 
     def latest_run_row(self, run_id: str) -> Row | None:
         """The row of the latest run to start with this id, in any thread."""
 
-    def checkpoint_rows(self, thread_id: str) -> list[Row]:
-        """The thread's checkpoint rows, by version."""
+    def checkpoint_rows(
+        self, thread_id: str, after_version: int = 0, limit: int | None = None
+    ) -> list[Row]:
+        """The thread's checkpoint rows after ``after_version``, by version."""
+
+    def thread_row(self, thread_id: str) -> Row | None:
+        """The thread's summary row, if there is one."""
 
     def thread_rows(self, limit: int, after: str | None, has_pending: bool | None) -> list[Row]:
         """Thread summary rows ordered by thread_id, after the exclusive cursor ``after``."""

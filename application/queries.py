@@ -8,7 +8,6 @@ from the thread's own state, the thread and its history from its event log.
 from __future__ import annotations
 
 from threadbox.domain import errors, guards, results
-from threadbox.domain.events import AnyThreadEvent
 from threadbox.domain.records import (
     Checkpoint,
     CommittedMessage,
@@ -18,12 +17,15 @@ from threadbox.domain.records import (
     ThreadState,
     ThreadSummary,
 )
-from threadbox.domain.thread import Thread, fold
-from threadbox.domain.values import Visibility
+from threadbox.domain.thread import Thread, apply_event
 
 from . import inputs
 from .ports import EventStore, Views
+from .redaction import redacted
 from .repository import ThreadRepository
+
+FOLD_PAGE = 1000  # events read at a time when a read folds the log
+CONSISTENT_READ_ATTEMPTS = 5  # reads of a thread's views rows before folding it instead
 
 
 class Queries:
@@ -67,12 +69,16 @@ class Queries:
         if limit is not None and (not inputs.is_int(limit) or limit < 1):
             raise errors.InvalidInput("limit must be a whole number >= 1", "limit")
         self._read_views(thread_id)
-        then = None if at_version is None else fold(thread_id, self._log(thread_id, at_version))
-        if then is None and include_internal:
+        if at_version is None:  # hidden and internal messages are left out by the query
             return self._views.committed(
-                thread_id, after_seq=after_seq, limit=limit, include_hidden=include_hidden
+                thread_id,
+                after_seq=after_seq,
+                limit=limit,
+                include_hidden=include_hidden,
+                include_internal=include_internal,
             )
-        # Messages are dropped after paging: read on until the page is full or the zone ends.
+        then = self._state_at(thread_id, at_version)
+        # Hidden then is not hidden now: read on until the page is full or the zone ends then.
         found: list[CommittedMessage] = []
         after = after_seq
         while True:
@@ -80,25 +86,26 @@ class Queries:
                 thread_id,
                 after_seq=after,
                 limit=limit,
-                include_hidden=include_hidden or then is not None,
+                include_hidden=True,
+                include_internal=include_internal,
             )
             for message in batch:
-                if then is not None:
-                    if message.seq > then.last_seq:
-                        return found[:limit]
-                    message = _as_then(message, then)
-                    if not (include_hidden or message.visible):
-                        continue
-                if include_internal or message.message.visibility is not Visibility.INTERNAL:
+                if message.seq > then.last_seq:
+                    return found[:limit]
+                message = _as_then(message, then)
+                if include_hidden or message.visible:
                     found.append(message)
             if limit is None or not batch or len(found) >= limit:
                 return found[:limit]
             after = batch[-1].seq
 
-    def runs(self, thread_id: str) -> list[RunRecord]:
-        """The thread's runs, in the order they started."""
+    def runs(self, thread_id: str, *, after: int = 0, limit: int | None = None) -> list[RunRecord]:
+        """The thread's runs in the order they started, after the first ``after`` of them,
+        at most ``limit`` (runs are only ever added: a count of runs is a stable cursor)."""
+        _check_cursor(after, "after")
+        _check_limit(limit)
         self._read_views(thread_id)
-        return self._views.runs(thread_id)
+        return self._views.runs(thread_id, offset=after, limit=limit)
 
     def run(self, run_id: str) -> RunRecord:
         """The latest run with this id, in any thread."""
@@ -116,10 +123,15 @@ class Queries:
                 return run
         raise errors.RunNotFound(run_id)
 
-    def checkpoints(self, thread_id: str) -> list[Checkpoint]:
-        """Every commit into the thread's committed zone, in version order."""
+    def checkpoints(
+        self, thread_id: str, *, after_version: int = 0, limit: int | None = None
+    ) -> list[Checkpoint]:
+        """The thread's commits into its committed zone after ``after_version``, in version
+        order, at most ``limit``."""
+        _check_cursor(after_version, "after_version")
+        _check_limit(limit)
         self._read_views(thread_id)
-        return self._views.checkpoints(thread_id)
+        return self._views.checkpoints(thread_id, after_version=after_version, limit=limit)
 
     def threads_with_pending(self, *, limit: int, after: str | None) -> list[str]:
         """Ids of threads with pending work, ordered, after the exclusive cursor ``after``."""
@@ -145,43 +157,120 @@ class Queries:
         return self._views.threads(limit=limit, after=after, has_pending=has_pending)
 
     def thread(self, thread_id: str, *, at_version: int | None) -> ThreadState:
-        """The thread folded from its event log, optionally as it was at ``at_version``."""
+        """The thread as it is now, read from the views (no fold of the log); with
+        ``at_version``, as it was then, folded from the log a page at a time (the run
+        history it answers with is not in snapshots)."""
         thread_id = inputs.identifier(thread_id, "thread_id")
-        return results.thread_state(fold(thread_id, self._log(thread_id, at_version)))
+        if at_version is not None and (not inputs.is_int(at_version) or at_version < 1):
+            raise errors.InvalidInput("at_version must be at least 1", "at_version")
+        self._views.catch_up()
+        now = None
+        for _ in range(CONSISTENT_READ_ATTEMPTS):
+            now = self._viewed_state(thread_id)
+            if now is not None:
+                break
+        if now is not None:
+            if at_version is None or at_version == now.version:
+                return now
+            if at_version > now.version:
+                raise _beyond(thread_id, now.version, at_version)
+        # An earlier version, or the thread moved under every read of its views: fold.
+        return results.thread_state(self._fold(Thread(thread_id), at_version))
 
     def history(
-        self, thread_id: str, *, after_version: int, limit: int | None
+        self,
+        thread_id: str,
+        *,
+        after_version: int,
+        limit: int | None,
+        include_internal: bool = True,
     ) -> list[RecordedEvent]:
-        """The audit trail: the thread's events after ``after_version`` (at most ``limit``)."""
+        """The audit trail: the thread's events after ``after_version`` (at most ``limit``);
+        without ``include_internal``, internal and hidden messages' content is left out."""
         thread_id = inputs.identifier(thread_id, "thread_id")
-        if not inputs.is_int(after_version) or after_version < 0:
-            raise errors.InvalidInput("after_version must be a whole number >= 0", "after_version")
-        if limit is not None and (not inputs.is_int(limit) or limit < 1):
-            raise errors.InvalidInput("limit must be a whole number >= 1", "limit")
+        _check_cursor(after_version, "after_version")
+        _check_limit(limit)
         events = self._store.load(thread_id, after=after_version, limit=limit)
         if not events and not self._store.load(thread_id, upto=1):
             raise errors.ThreadNotFound(thread_id)
-        return [results.recorded_event(e) for e in events]
+        recorded = [results.recorded_event(e) for e in events]
+        if include_internal or not recorded:
+            return recorded
+        hidden = self._repository.read(thread_id, _hidden)  # read after the events: every hide
+        return [redacted(e, hidden) for e in recorded]
 
-    def _log(self, thread_id: str, at_version: int | None) -> list[AnyThreadEvent]:
-        """The thread's events up to ``at_version`` (all of them without one)."""
-        if at_version is not None and (not inputs.is_int(at_version) or at_version < 1):
-            raise errors.InvalidInput("at_version must be at least 1", "at_version")
-        events = self._store.load(thread_id, upto=at_version)
-        if not events:
+    def _viewed_state(self, thread_id: str) -> ThreadState | None:
+        """The thread's state from its views rows, or None when a catch-up moved it while they
+        were read (its version differs before and after: the rows may mix two versions)."""
+        before = self._views.thread(thread_id)
+        if before is None:
             raise errors.ThreadNotFound(thread_id)
-        if at_version is not None and events[-1].version < at_version:
-            raise errors.InvalidInput(
-                f"thread {thread_id!r} has {events[-1].version} versions, not {at_version}",
-                "at_version",
+        pending = self._views.pending(thread_id)
+        runs = self._views.runs(thread_id)
+        after = self._views.thread(thread_id)
+        if after is None or after.version != before.version:
+            return None
+        return ThreadState(
+            thread_id=thread_id,
+            version=before.version,
+            pending=pending,
+            committed_count=before.committed_count,
+            running_run_id=before.running_run_id,
+            waiting_run_id=before.waiting_run_id,
+            runs=runs,
+        )
+
+    def _state_at(self, thread_id: str, at_version: int) -> Thread:
+        """What decisions read of the thread at ``at_version`` (no run history): folded from
+        the latest snapshot when it is not after ``at_version``, else from the start."""
+        if not inputs.is_int(at_version) or at_version < 1:
+            raise errors.InvalidInput("at_version must be at least 1", "at_version")
+        snapshot = self._store.load_snapshot(thread_id)
+        start = snapshot if snapshot is not None and snapshot.version <= at_version else None
+        return self._fold(start or Thread(thread_id), at_version)
+
+    def _fold(self, state: Thread, at_version: int | None) -> Thread:
+        """``state`` with the thread's events after it up to ``at_version`` (None: all of
+        them) folded in, read a page at a time (memory stays flat whatever the history)."""
+        while at_version is None or state.version < at_version:
+            page = self._store.load(
+                state.thread_id, after=state.version, upto=at_version, limit=FOLD_PAGE
             )
-        return events
+            if not page:
+                break
+            for event in page:
+                apply_event(state, event)
+        if not state.exists:
+            raise errors.ThreadNotFound(state.thread_id)
+        if at_version is not None and state.version < at_version:
+            raise _beyond(state.thread_id, state.version, at_version)
+        return state
 
     def _read_views(self, thread_id: str) -> None:
         """Catch the views up; the thread must be in them."""
         self._views.catch_up()
         if not self._views.thread_exists(inputs.identifier(thread_id, "thread_id")):
             raise errors.ThreadNotFound(thread_id)
+
+
+def _check_cursor(value: int, name: str) -> None:
+    if not inputs.is_int(value) or value < 0:
+        raise errors.InvalidInput(f"{name} must be a whole number >= 0", name)
+
+
+def _check_limit(limit: int | None) -> None:
+    if limit is not None and (not inputs.is_int(limit) or limit < 1):
+        raise errors.InvalidInput("limit must be a whole number >= 1", "limit")
+
+
+def _beyond(thread_id: str, version: int, at_version: int) -> errors.InvalidInput:
+    return errors.InvalidInput(
+        f"thread {thread_id!r} has {version} versions, not {at_version}", "at_version"
+    )
+
+
+def _hidden(state: Thread) -> frozenset[str]:
+    return frozenset(state.hidden)
 
 
 def _pending_page(state: Thread) -> tuple[list[PendingEntry], int]:

@@ -240,24 +240,41 @@ class ProjectedViews:
         return [reading.pending_entry(r) for r in self.backend.pending_rows(thread_id)]
 
     def committed(
-        self, thread_id: str, *, after_seq: int, limit: int | None, include_hidden: bool
+        self,
+        thread_id: str,
+        *,
+        after_seq: int,
+        limit: int | None,
+        include_hidden: bool,
+        include_internal: bool = True,
     ) -> list[CommittedMessage]:
-        """The thread's committed messages after ``after_seq``, in seq order."""
-        rows = self.backend.committed_rows(thread_id, after_seq, limit, include_hidden)
+        """The thread's committed messages after ``after_seq``, in seq order (internal ones
+        only with ``include_internal``)."""
+        rows = self.backend.committed_rows(
+            thread_id, after_seq, limit, include_hidden, include_internal
+        )
         return [reading.committed_message(r) for r in rows]
 
-    def runs(self, thread_id: str) -> list[RunRecord]:
-        """The thread's runs, in the order they started."""
-        return [reading.run_record(r) for r in self.backend.run_rows(thread_id)]
+    def runs(self, thread_id: str, *, offset: int = 0, limit: int | None = None) -> list[RunRecord]:
+        """The thread's runs in the order they started, after the first ``offset``."""
+        return [reading.run_record(r) for r in self.backend.run_rows(thread_id, offset, limit)]
 
     def run(self, run_id: str) -> RunRecord | None:
         """The latest run to start with this id, in any thread."""
         row = self.backend.latest_run_row(run_id)
         return reading.run_record(row) if row is not None else None
 
-    def checkpoints(self, thread_id: str) -> list[Checkpoint]:
-        """The thread's commits into its committed zone, by version."""
-        return [reading.checkpoint(r) for r in self.backend.checkpoint_rows(thread_id)]
+    def checkpoints(
+        self, thread_id: str, *, after_version: int = 0, limit: int | None = None
+    ) -> list[Checkpoint]:
+        """The thread's commits into its committed zone after ``after_version``, by version."""
+        rows = self.backend.checkpoint_rows(thread_id, after_version, limit)
+        return [reading.checkpoint(r) for r in rows]
+
+    def thread(self, thread_id: str) -> ThreadSummary | None:
+        """The thread's summary, if the views know the thread."""
+        row = self.backend.thread_row(thread_id)
+        return reading.thread_summary(row) if row is not None else None
 
     def threads_with_pending(self, *, limit: int, after: str | None) -> list[str]:
         """Ids of threads with pending work, ordered, after ``after``."""

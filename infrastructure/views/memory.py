@@ -6,9 +6,15 @@ import copy
 import threading
 from collections.abc import Sequence
 
+import orjson
 from threadbox.application.ports import Position, Progress
 from threadbox.projections.changes import Change, Key, Row, thread_of
 from threadbox.projections.tables import Tables
+
+
+def _internal(row: Row) -> bool:
+    """Is the row's message of visibility ``internal`` (what the SQL backends ask their JSON)?"""
+    return bool(orjson.loads(row["message"]).get("visibility") == "internal")
 
 
 class MemoryViewBackend:
@@ -55,27 +61,49 @@ class MemoryViewBackend:
             return sorted(copy.deepcopy(rows), key=lambda r: r["position"])
 
     def committed_rows(
-        self, thread_id: str, after_seq: int, limit: int | None, include_hidden: bool
+        self,
+        thread_id: str,
+        after_seq: int,
+        limit: int | None,
+        include_hidden: bool,
+        include_internal: bool = True,
     ) -> list[Row]:
         with self._lock:
             rows = sorted(self._tables.thread_rows("committed", thread_id), key=lambda r: r["seq"])
-            rows = [r for r in rows if r["seq"] > after_seq and (include_hidden or r["visible"])]
+            rows = [
+                r
+                for r in rows
+                if r["seq"] > after_seq
+                and (include_hidden or r["visible"])
+                and (include_internal or not _internal(r))
+            ]
             return copy.deepcopy(rows[:limit] if limit is not None else rows)
 
-    def run_rows(self, thread_id: str) -> list[Row]:
+    def run_rows(self, thread_id: str, offset: int = 0, limit: int | None = None) -> list[Row]:
         with self._lock:
             rows = self._tables.thread_rows("runs", thread_id)
-            return copy.deepcopy(sorted(rows, key=lambda r: r["started_position"]))
+            rows = sorted(rows, key=lambda r: r["started_position"])[offset:]
+            return copy.deepcopy(rows[:limit] if limit is not None else rows)
 
     def latest_run_row(self, run_id: str) -> Row | None:
         with self._lock:
             rows = [r for r in self._tables.all_rows("runs") if r["run_id"] == run_id]
             return copy.deepcopy(max(rows, key=lambda r: r["started_position"])) if rows else None
 
-    def checkpoint_rows(self, thread_id: str) -> list[Row]:
+    def checkpoint_rows(
+        self, thread_id: str, after_version: int = 0, limit: int | None = None
+    ) -> list[Row]:
         with self._lock:
             rows = self._tables.thread_rows("checkpoints", thread_id)
-            return copy.deepcopy(sorted(rows, key=lambda r: r["version"]))
+            rows = [
+                r for r in sorted(rows, key=lambda r: r["version"]) if r["version"] > after_version
+            ]
+            return copy.deepcopy(rows[:limit] if limit is not None else rows)
+
+    def thread_row(self, thread_id: str) -> Row | None:
+        with self._lock:
+            rows = self._tables.thread_rows("threads", thread_id)
+            return copy.deepcopy(rows[0]) if rows else None
 
     def thread_rows(self, limit: int, after: str | None, has_pending: bool | None) -> list[Row]:
         with self._lock:

@@ -68,6 +68,10 @@ class PostgresDialect:
         """``column`` is in an array (one parameter), typed so the column's index serves."""
         return f"{column} = ANY(?::{'bigint' if integers else 'text'}[])"
 
+    def json_field(self, column: str, key: str) -> str:
+        """The ``->>`` operator on the text read as ``json`` (parsed, not converted to jsonb)."""
+        return f"({column}::json ->> '{key}')"
+
     def list_parameter(self, values: list[Any]) -> Any:
         """psycopg sends a list as an array."""
         return values

@@ -336,25 +336,42 @@ class SqlViewBackend:
         return self._rows("pending", self.statements.pending, (thread_id,))
 
     def committed_rows(
-        self, thread_id: str, after_seq: int, limit: int | None, include_hidden: bool
+        self,
+        thread_id: str,
+        after_seq: int,
+        limit: int | None,
+        include_hidden: bool,
+        include_internal: bool = True,
     ) -> list[Row]:
-        """The thread's committed rows after ``after_seq``, by seq, at most ``limit``."""
+        """The thread's committed rows after ``after_seq``, by seq, at most ``limit``; rows
+        of internal messages only with ``include_internal`` (filtered by the query)."""
         rows = self.dialect.no_limit if limit is None else limit
-        params = (thread_id, after_seq, include_hidden, rows)
+        params = (thread_id, after_seq, include_hidden, include_internal, rows)
         return self._rows("committed", self.statements.committed, params)
 
-    def run_rows(self, thread_id: str) -> list[Row]:
-        """The thread's run rows, in the order they started."""
-        return self._rows("runs", self.statements.runs, (thread_id,))
+    def run_rows(self, thread_id: str, offset: int = 0, limit: int | None = None) -> list[Row]:
+        """The thread's run rows in the order they started, after the first ``offset``."""
+        rows = self.dialect.no_limit if limit is None else limit
+        return self._rows("runs", self.statements.runs, (thread_id, rows, offset))
 
     def latest_run_row(self, run_id: str) -> Row | None:
         """The latest run to start with this id, in any thread."""
         rows = self._rows("runs", self.statements.latest_run, (run_id,))
         return rows[0] if rows else None
 
-    def checkpoint_rows(self, thread_id: str) -> list[Row]:
-        """The thread's checkpoint rows, by version."""
-        return self._rows("checkpoints", self.statements.checkpoints, (thread_id,))
+    def checkpoint_rows(
+        self, thread_id: str, after_version: int = 0, limit: int | None = None
+    ) -> list[Row]:
+        """The thread's checkpoint rows after ``after_version``, by version."""
+        rows = self.dialect.no_limit if limit is None else limit
+        return self._rows(
+            "checkpoints", self.statements.checkpoints, (thread_id, after_version, rows)
+        )
+
+    def thread_row(self, thread_id: str) -> Row | None:
+        """The thread's summary row, if the views know the thread."""
+        rows = self._rows("threads", self.statements.thread, (thread_id,))
+        return rows[0] if rows else None
 
     def thread_rows(self, limit: int, after: str | None, has_pending: bool | None) -> list[Row]:
         """Thread summary rows by thread id after ``after`` (thread ids are never empty)."""

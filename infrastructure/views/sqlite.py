@@ -69,6 +69,10 @@ class SqliteDialect:
         """``column`` is in a JSON array (one parameter, whatever its length)."""
         return f"{column} IN (SELECT value FROM json_each(?))"
 
+    def json_field(self, column: str, key: str) -> str:
+        """SQLite's JSON1 ``json_extract``."""
+        return f"json_extract({column}, '$.{key}')"
+
     def list_parameter(self, values: list[Any]) -> Any:
         """The values as a JSON array."""
         return orjson.dumps(values).decode()

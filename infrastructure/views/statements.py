@@ -61,6 +61,9 @@ class SqlTypes(Protocol):
     def in_list(self, column: str, integers: bool) -> str:
         """A condition: ``column`` is one of the values of one list parameter."""
 
+    def json_field(self, column: str, key: str) -> str:
+        """An expression: the text of top-level ``key`` of the JSON text in ``column``."""
+
     def bulk_statement(self, table: str, columns: tuple[str, ...]) -> str:
         """The statement a rebuild fills ``table`` with."""
 
@@ -138,10 +141,11 @@ class ViewStatements:
     tracked_for_update: str  # the same, locked until the transaction ends (catch-up, swap)
     set_tracked: str
     pending: str  # a thread's queue, by position
-    committed: str  # a thread's messages after a seq, hidden ones too or not, by seq, limited
-    runs: str  # a thread's runs, in the order they started
+    committed: str  # a thread's messages after a seq, hidden / internal ones too or not, limited
+    runs: str  # a thread's runs, in the order they started, limited, after an offset
     latest_run: str  # the latest run to start with an id, in any thread
-    checkpoints: str  # a thread's commits, by version
+    checkpoints: str  # a thread's commits after a version, by version, limited
+    thread: str  # one thread's summary
     threads: dict[bool | None, str]  # summaries after a thread id, limited; by has_pending
     thread_exists: str
 
@@ -151,6 +155,7 @@ class ViewStatements:
         tables = {t: TableStatements.build(dialect, t) for t in TABLES}
         sql, select = dialect.sql, {t: tables[t].select for t in TABLES}
         tracked = f"SELECT {dialect.tracked_columns} FROM {TRACKING} WHERE name = ?"
+        visibility = dialect.json_field("message", "visibility")  # internal: left out in SQL
         summaries = f"{select['threads']} WHERE thread_id > ? {{}} ORDER BY thread_id LIMIT ?"
         return cls(
             tables=tables,
@@ -168,13 +173,19 @@ class ViewStatements:
             pending=sql(f"{select['pending']} WHERE thread_id = ? ORDER BY position"),
             committed=sql(
                 f"{select['committed']} WHERE thread_id = ? AND seq > ? AND (visible OR ?) "
-                "ORDER BY seq LIMIT ?"
+                f"AND (? OR COALESCE({visibility}, '') <> 'internal') ORDER BY seq LIMIT ?"
             ),
-            runs=sql(f"{select['runs']} WHERE thread_id = ? ORDER BY started_position"),
+            runs=sql(
+                f"{select['runs']} WHERE thread_id = ? ORDER BY started_position LIMIT ? OFFSET ?"
+            ),
             latest_run=sql(
                 f"{select['runs']} WHERE run_id = ? ORDER BY started_position DESC LIMIT 1"
             ),
-            checkpoints=sql(f"{select['checkpoints']} WHERE thread_id = ? ORDER BY version"),
+            checkpoints=sql(
+                f"{select['checkpoints']} WHERE thread_id = ? AND version > ? "
+                "ORDER BY version LIMIT ?"
+            ),
+            thread=sql(f"{select['threads']} WHERE thread_id = ?"),
             threads={
                 None: sql(summaries.format("")),
                 True: sql(summaries.format("AND pending_count > 0")),
