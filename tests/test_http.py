@@ -143,7 +143,7 @@ def test_unknown_things_are_404_with_their_code(client: TestClient) -> None:
     assert client.get("/v1/threads/nope/pending").json()["code"] == "thread_not_found"
     assert client.get("/v1/runs/nope").status_code == 404
     deliver(client, user("a", "m1"))
-    assert client.get(f"{T}/committed").json() == {"messages": []}
+    assert client.get(f"{T}/committed").json() == {"messages": [], "next": None}
     hidden = client.post(f"{T}/committed/nope/hide", json={"reason": "x"})
     assert (hidden.status_code, hidden.json()["code"]) == (404, "message_not_found")
 

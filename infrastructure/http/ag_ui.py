@@ -38,7 +38,7 @@ from .log_changes import LogChanges
 from .openapi import declared_response, problem_responses
 from .paths import IdRoute
 from .problems import Problem
-from .stream import StreamSettings, event_source, recorded_batches, resume_point
+from .stream import StreamSettings, event_source, reader, recorded_batches, resume_point
 
 router = APIRouter(prefix="/v1/threads/{thread_id:id}/ag-ui", route_class=IdRoute)
 
@@ -137,8 +137,7 @@ async def ag_ui_stream(
     settings: StreamSettings = request.app.state.stream_settings
     changes: LogChanges = request.app.state.changes
     batches = recorded_batches(
-        mailbox,
-        translator.thread_id,
+        reader(mailbox, translator.thread_id, settings, include_internal=True),  # translated
         first,
         seen,
         translator.thread.version,

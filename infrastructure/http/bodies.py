@@ -79,12 +79,21 @@ class CommittedPage(BaseModel):
     messages: list[CommittedMessage]
 
 
+NEXT = "the cursor of the next page (send it back as the `after…` parameter), null on the last"
+
+
+class CommittedReadPage(CommittedPage):
+    next: int | None = Field(description=NEXT + ": the seq of this page's last message")
+
+
 class RunsPage(BaseModel):
     runs: list[RunRecord]
+    next: int | None = Field(description=NEXT + ": the runs read so far (the next `after`)")
 
 
 class CheckpointsPage(BaseModel):
     checkpoints: list[Checkpoint]
+    next: int | None = Field(description=NEXT + ": the version of this page's last checkpoint")
 
 
 # ---- recorded events, typed -----------------------------------------------------------------
@@ -127,6 +136,7 @@ class RecordedEvent(RootModel[Any]):
 
 class EventsPage(BaseModel):
     events: list[RecordedEvent]
+    next: int | None = Field(description=NEXT + ": the version of this page's last event")
 
     @field_validator("events", mode="before")
     @classmethod
@@ -144,6 +154,7 @@ class FinishReply(BaseModel):
 class ThreadsPage(BaseModel):
     threads: list[ThreadSummary]
     next_after: str | None
+    next: str | None = Field(description=NEXT + " (the same as `next_after`)")
 
 
 class Health(BaseModel):

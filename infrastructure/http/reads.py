@@ -3,7 +3,7 @@ thread summaries and health. Plain ``def`` endpoints: they run in FastAPI's thre
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -19,7 +19,7 @@ from threadbox.errors import (
 
 from .bodies import (
     CheckpointsPage,
-    CommittedPage,
+    CommittedReadPage,
     EventsPage,
     Health,
     PendingPage,
@@ -31,11 +31,27 @@ from .openapi import declared_response, problem_responses
 from .paths import IdRoute
 from .preconditions import not_modified
 from .problems import STORE_RETRY_AFTER, problem_response
+from .stream import REDACTED
 
 router = APIRouter(route_class=IdRoute)
 
-Count = Annotated[int | None, Query(ge=1, le=10_000)]
+PAGE = 100  # the page size of a list route when the request names none
+MAX_PAGE = 1000  # the largest page a list route sends
+Count = Annotated[
+    int, Query(ge=1, le=MAX_PAGE, description=f"page size: {PAGE} by default, {MAX_PAGE} at most")
+]
 Position = Annotated[int, Query(ge=0)]
+T = TypeVar("T")
+PAGED = (
+    f" A page holds at most `limit` items ({PAGE} by default, {MAX_PAGE} at most); `next` is "
+    "the cursor of the next page, null on the last."
+)
+
+
+def paged(items: list[T], limit: int) -> tuple[list[T], bool]:
+    """A page read with ``limit + 1`` items: its first ``limit``, and whether more follow."""
+    return items[:limit], len(items) > limit
+
 
 THREAD_READ = problem_responses(ThreadNotFound, InvalidInput)
 CONDITIONAL_READ = problem_responses(ThreadNotFound, InvalidInput, if_none_match=True)
@@ -96,7 +112,8 @@ def pending_entry(
     description="The thread folded from its event log: version, pending entries, committed "
     "count, running and waiting run, and every run. `?at_version=N` answers the thread as it "
     "was at version N (422 beyond the thread's version). The `ETag` is the version; "
-    "`If-None-Match` with it answers 304.",
+    "`If-None-Match` with it answers 304. The current state is read from the views; "
+    "`at_version` folds the log up to that version.",
     tags=["threads"],
     responses=CONDITIONAL_READ,
 )
@@ -113,13 +130,13 @@ def thread(
 
 @router.get(
     "/v1/threads/{thread_id:id}/committed",
-    response_model=CommittedPage,
+    response_model=CommittedReadPage,
     operation_id="list_committed",
     summary="Read the committed zone",
-    description="Committed messages in seq order after `after_seq` (exclusive), at most "
-    "`limit`. Hidden messages are left out unless `include_hidden=true`; messages with "
-    "`visibility: internal` are left out unless `include_internal=true` (a page is still "
-    "filled up to `limit` with visible ones).",
+    description="Committed messages in seq order after `after_seq` (exclusive). Hidden "
+    "messages are left out unless `include_hidden=true`; messages with `visibility: internal` "
+    "are left out unless `include_internal=true` (a page is still filled up to `limit` with "
+    "the others)." + PAGED,
     tags=["committed"],
     responses=THREAD_READ,
 )
@@ -127,18 +144,21 @@ def committed(
     thread_id: str,
     mailbox: MailboxDep,
     after_seq: Position = 0,
-    limit: Count = None,
+    limit: Count = PAGE,
     include_hidden: bool = False,
     include_internal: bool = False,
-) -> CommittedPage:
-    messages = mailbox.committed(
-        thread_id,
-        after_seq=after_seq,
-        limit=limit,
-        include_hidden=include_hidden,
-        include_internal=include_internal,
+) -> CommittedReadPage:
+    messages, more = paged(
+        mailbox.committed(
+            thread_id,
+            after_seq=after_seq,
+            limit=limit + 1,
+            include_hidden=include_hidden,
+            include_internal=include_internal,
+        ),
+        limit,
     )
-    return CommittedPage(messages=messages)
+    return CommittedReadPage(messages=messages, next=messages[-1].seq if more else None)
 
 
 @router.get(
@@ -146,13 +166,15 @@ def committed(
     response_model=RunsPage,
     operation_id="list_runs",
     summary="List a thread's runs",
-    description="Every run of the thread in the order they started: status, termination, "
-    "the messages that triggered it, its input seq ranges and output ids.",
+    description="The thread's runs in the order they started, after the first `after` of "
+    "them: status, termination, the messages that triggered it, its input seq ranges and "
+    "output ids." + PAGED,
     tags=["runs"],
     responses=THREAD_READ,
 )
-def runs(thread_id: str, mailbox: MailboxDep) -> RunsPage:
-    return RunsPage(runs=mailbox.runs(thread_id))
+def runs(thread_id: str, mailbox: MailboxDep, after: Position = 0, limit: Count = PAGE) -> RunsPage:
+    found, more = paged(mailbox.runs(thread_id, after=after, limit=limit + 1), limit)
+    return RunsPage(runs=found, next=after + len(found) if more else None)
 
 
 @router.get(
@@ -176,12 +198,18 @@ def run(run_id: str, mailbox: MailboxDep) -> RunRecord:
     summary="List a thread's checkpoints",
     description="One row per commit into the committed zone: a freeze (`kind: input`, with "
     "its boundary) or an output commit (`kind: output`), with its seq range, message ids and "
-    "the thread version of the event that committed them.",
+    "the thread version of the event that committed them; in version order, after "
+    "`after_version` (exclusive)." + PAGED,
     tags=["committed"],
     responses=THREAD_READ,
 )
-def checkpoints(thread_id: str, mailbox: MailboxDep) -> CheckpointsPage:
-    return CheckpointsPage(checkpoints=mailbox.checkpoints(thread_id))
+def checkpoints(
+    thread_id: str, mailbox: MailboxDep, after_version: Position = 0, limit: Count = PAGE
+) -> CheckpointsPage:
+    found, more = paged(
+        mailbox.checkpoints(thread_id, after_version=after_version, limit=limit + 1), limit
+    )
+    return CheckpointsPage(checkpoints=found, next=found[-1].version if more else None)
 
 
 @router.get(
@@ -189,15 +217,28 @@ def checkpoints(thread_id: str, mailbox: MailboxDep) -> CheckpointsPage:
     response_model=EventsPage,
     operation_id="list_events",
     summary="Read a thread's audit trail",
-    description="The thread's events after `after_version` (exclusive), in version order, "
-    "at most `limit`: version, type, timestamp and the typed payload of each.",
+    description="The thread's events after `after_version` (exclusive), in version order: "
+    "version, type, timestamp and the typed payload of each. " + REDACTED + PAGED,
     tags=["events"],
     responses=THREAD_READ,
 )
 def events(
-    thread_id: str, mailbox: MailboxDep, after_version: Position = 0, limit: Count = None
+    thread_id: str,
+    mailbox: MailboxDep,
+    after_version: Position = 0,
+    limit: Count = PAGE,
+    include_internal: bool = False,
 ) -> EventsPage:
-    return EventsPage(events=mailbox.history(thread_id, after_version=after_version, limit=limit))
+    found, more = paged(
+        mailbox.history(
+            thread_id,
+            after_version=after_version,
+            limit=limit + 1,
+            include_internal=include_internal,
+        ),
+        limit,
+    )
+    return EventsPage(events=found, next=found[-1].version if more else None)
 
 
 @router.get(
@@ -207,19 +248,22 @@ def events(
     summary="List thread summaries",
     description="Threads ordered by thread id after the exclusive cursor `after`, at most "
     "`limit`; `has_pending=true` keeps the threads with pending work (the recovery scan), "
-    "`false` those without. `next_after` is the cursor of the next page, null on the last.",
+    "`false` those without. `next_after` (and `next`, the same) is the cursor of the next "
+    "page, null on the last.",
     tags=["threads"],
     responses=problem_responses(InvalidInput),
 )
 def threads(
     mailbox: MailboxDep,
     has_pending: bool | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Count = PAGE,
     after: str | None = None,
 ) -> ThreadsPage:
-    summaries = mailbox.threads(has_pending=has_pending, limit=limit, after=after)
-    last = summaries[-1].thread_id if len(summaries) == limit else None
-    return ThreadsPage(threads=summaries, next_after=last)
+    summaries, more = paged(
+        mailbox.threads(has_pending=has_pending, limit=limit + 1, after=after), limit
+    )
+    last = summaries[-1].thread_id if more else None
+    return ThreadsPage(threads=summaries, next_after=last, next=last)
 
 
 HEALTH_RESPONSES = problem_responses() | {503: declared_response(503, ["store_unavailable"])}

@@ -38,6 +38,15 @@ class StreamSettings:
     poll_interval: float = 0.25
     heartbeat: float = 15.0  # seconds between keep-alive comments
     shutdown_grace: float = 2.0  # seconds a stream has to end cleanly when the server stops
+    page: int = 200  # events read at a time: a stream holds one page, whatever the history
+
+
+REDACTED = (
+    "Unless `include_internal=true`, the content of internal messages (`visibility: "
+    "internal`) and of hidden ones is left out: such a message keeps its id, role and "
+    "visibility, its `content` is one empty text part and its `metadata` is "
+    '`{"redacted": "internal"}` or `{"redacted": "hidden"}`.'
+)
 
 
 def resume_point(last_event_id: str | None, after_version: int) -> int:
@@ -71,9 +80,17 @@ def sse_event(event: RecordedEvent) -> ServerSentEvent:
     return ServerSentEvent(data=event.model_dump_json(), event=event.type, id=str(event.version))
 
 
+def reader(
+    mailbox: Mailbox, thread_id: str, settings: StreamSettings, include_internal: bool
+) -> Callable[[int], list[RecordedEvent]]:
+    """The read a stream makes: the next page of the thread's events after a version."""
+    return lambda after: mailbox.history(
+        thread_id, after_version=after, limit=settings.page, include_internal=include_internal
+    )
+
+
 async def recorded_batches(
-    mailbox: Mailbox,
-    thread_id: str,
+    read: Callable[[int], list[RecordedEvent]],
     first: list[RecordedEvent],
     seen: int,
     after: int,
@@ -81,8 +98,9 @@ async def recorded_batches(
     changes: LogChanges,
     shutdown: anyio.Event,
 ) -> AsyncGenerator[list[RecordedEvent], None]:
-    """Every event after ``after``, in version order, each exactly once, in the batches they
-    were read in; then live ones, until the server shuts down (the response then ends with its
+    """Every event after ``after``, in version order, each exactly once, a page at a time
+    (the next page is read once this one is sent, so a stream holds one page whatever the
+    history); then live ones, until the server shuts down (the response then ends with its
     last chunk, not a cut connection). ``seen`` is the change generation noted before ``first``
     was read, so a change made while a read runs wakes the next wait at once."""
     batch = first
@@ -93,19 +111,21 @@ async def recorded_batches(
             if fresh:
                 after = fresh[-1].version
                 yield fresh
-            with anyio.move_on_after(settings.poll_interval):
-                await first_of(shutdown.wait, partial(changes.wait, seen, settings.poll_interval))
+            if len(batch) < settings.page:  # the end of the log: wait for news
+                with anyio.move_on_after(settings.poll_interval):
+                    await first_of(
+                        shutdown.wait, partial(changes.wait, seen, settings.poll_interval)
+                    )
             if shutdown.is_set():
                 return
             seen = changes.generation  # noted before the read, as above
-            batch = await run_in_threadpool(mailbox.history, thread_id, after_version=after)
+            batch = await run_in_threadpool(read, after)
     finally:  # the client went away, or the server stops: the stream lets go of everything
         changes.open_streams -= 1
 
 
 async def follow(
-    mailbox: Mailbox,
-    thread_id: str,
+    read: Callable[[int], list[RecordedEvent]],
     first: list[RecordedEvent],
     seen: int,
     after: int,
@@ -114,7 +134,7 @@ async def follow(
     shutdown: anyio.Event,
 ) -> AsyncIterator[ServerSentEvent]:
     """``recorded_batches`` as server-sent events, one per thread event."""
-    batches = recorded_batches(mailbox, thread_id, first, seen, after, settings, changes, shutdown)
+    batches = recorded_batches(read, first, seen, after, settings, changes, shutdown)
     async with aclosing(batches):
         async for batch in batches:
             for event in batch:
@@ -157,7 +177,8 @@ STREAM_FORMAT = (
     "live events as they are recorded (by any process), until the client disconnects or the "
     "server stops. The resume point is the `Last-Event-ID` header (a reconnecting "
     "`EventSource` sends it), else `?after_version=`, else 0. An unknown thread is a plain "
-    "404 before the stream starts; a `Last-Event-ID` that is not a whole number is 400.",
+    "404 before the stream starts; a `Last-Event-ID` that is not a whole number is 400. The "
+    "log is read a page at a time, the next once the last is sent. " + REDACTED,
     tags=["events"],
     responses={
         200: {
@@ -173,16 +194,18 @@ async def stream(
     mailbox: MailboxDep,
     after_version: Annotated[int, Query(ge=0)] = 0,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    include_internal: bool = False,
 ) -> EventSourceResponse:
     after = resume_point(last_event_id, after_version)
     changes: LogChanges = request.app.state.changes
     seen = changes.generation
-    # The first read happens before the response starts, so an unknown thread is a plain 404.
-    first = await run_in_threadpool(mailbox.history, thread_id, after_version=after)
     settings: StreamSettings = request.app.state.stream_settings
+    read = reader(mailbox, thread_id, settings, include_internal)
+    # The first read happens before the response starts, so an unknown thread is a plain 404.
+    first = await run_in_threadpool(read, after)
     shutdown = anyio.Event()  # set by sse-starlette when the server is stopping
     return event_source(
-        follow(mailbox, thread_id, first, seen, after, settings, changes, shutdown),
+        follow(read, first, seen, after, settings, changes, shutdown),
         settings,
         shutdown,
     )
