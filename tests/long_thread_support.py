@@ -11,7 +11,7 @@ CYCLE = 5  # events of one run: delivered, started, frozen, output, finished
 
 def long_thread(target: Mailbox, thread_id: str, runs: int, text: str = "x" * 40) -> int:
     """``runs`` runs of one user message and one answer each on ``thread_id`` in ``target``
-    (1 + 5 × runs events); returns the thread's version."""
+    (1 + 5 * runs events); returns the thread's version."""
     with threadbox.open("memory://") as source:
         for i in range(runs):
             run = f"r{i}"

@@ -10,7 +10,7 @@ without the kernel's socket buffers (megabytes a stream, on loopback) in the way
 from __future__ import annotations
 
 import tracemalloc
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -128,8 +128,7 @@ def test_twenty_streams_of_a_long_thread_keep_the_heap_small_and_the_server_heal
         version = long_thread(mailbox, "long", RUNS)
         assert version == 1 + 5 * RUNS
         report: dict[str, Any] = {}
-        run: Callable[[], Awaitable[None]] = lambda: scenario(create_app(mailbox), version, report)
-        anyio.run(run)
+        anyio.run(scenario, create_app(mailbox), version, report)
     assert report["warm"][:300] == list(range(1, 301))
     assert report["firsts"] == [1] * STREAMS  # every stream starts at the first version
     status, health = report["health"]
