@@ -119,6 +119,11 @@ def test_a_last_page_that_is_exactly_full_says_there_is_no_next(
     assert [m["seq"] for m in page["messages"]] == [1, 2, 3, 4, 5] and page["next"] == 5
     rest = client.get(f"/v1/threads/{TID}/committed", params={"after_seq": 5}).json()
     assert ([m["seq"] for m in rest["messages"]], rest["next"]) == ([6], None)
+    page = client.get(f"/v1/threads/{TID}/checkpoints", params={"limit": 6}).json()
+    assert (len(page["checkpoints"]), page["next"]) == (6, None)
+    versions = [c["version"] for c in page["checkpoints"]]
+    rest = client.get(f"/v1/threads/{TID}/checkpoints", params={"after_version": versions[3]})
+    assert [c["version"] for c in rest.json()["checkpoints"]] == versions[4:]
 
 
 # ---- the thread's state, read from the views ----------------------------------------------
