@@ -294,3 +294,35 @@ def test_the_event_stream_reads_in_pages_and_leaves_out_internal_and_hidden_cont
             assert [int(e.id or 0) for e in sent] == list(range(1, version + 1))
             text = "\n".join(line for e in sent for line in e.data)
             assert all((secret in text) is shown for secret in SECRETS), params
+
+
+def ag_ui_frames(url: str, headers: dict[str, str], version: int) -> list[tuple[str | None, str]]:
+    """The AG-UI stream's events until the one that closes ``version``: (id, data)."""
+    found: list[tuple[str | None, str]] = []
+    with httpx.stream("GET", url, headers=headers, timeout=DEADLINE) as response:
+        for event in sse_messages(response):
+            found.append((event.id, "\n".join(event.data)))
+            if event.id == str(version):
+                return found
+    raise AssertionError(f"the stream ended before version {version}")
+
+
+def test_the_ag_ui_stream_folds_its_opening_a_page_at_a_time(mailbox: Mailbox) -> None:
+    busy_thread(mailbox)
+    version = len(mailbox.store.load(TID))
+    streams: list[list[list[tuple[str | None, str]]]] = []
+    for page in (2, 1000):
+        settings = StreamSettings(poll_interval=0.05, heartbeat=60, page=page)
+        with InThreadServer(mailbox, settings) as server:
+            url = f"{server.url}/v1/threads/{TID}/ag-ui"
+            streams.append(
+                [
+                    ag_ui_frames(url, {"Last-Event-ID": str(resume)} if resume else {}, version)
+                    for resume in (None, 1, 4, 5, version)
+                ]
+            )
+            ahead = httpx.get(url, headers={"Last-Event-ID": str(version + 1)}, timeout=DEADLINE)
+            assert (ahead.status_code, ahead.json()["code"]) == (409, "cursor_ahead")
+    paged, whole = streams
+    assert paged == whole
+    assert [frames[-1][0] for frames in paged] == [str(version)] * 5

@@ -9,7 +9,7 @@ that version, so a reconnecting ``EventSource`` resumes after the last version i
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import aclosing
 from typing import Annotated, Any
 
@@ -155,12 +155,32 @@ async def ag_ui_stream(
 
 
 def opened(
-    translator: ThreadTranslator, history: list[RecordedEvent], at: int
-) -> list[ServerSentEvent]:
-    """The two snapshots at version ``at``, folded from ``history``."""
+    read: Callable[[int], list[RecordedEvent]],
+    translator: ThreadTranslator,
+    resume: int | None,
+    page: int,
+) -> tuple[list[ServerSentEvent], list[RecordedEvent]]:
+    """The two snapshots at version ``resume`` (None: the thread's last), folded from the log a
+    page at a time; and the page read past it (its events after ``resume`` come next)."""
     thread_id = translator.thread_id
-    translator.advance(thread_event(thread_id, r) for r in history if r.version <= at)
-    return frames(translator.snapshots(), at)
+    after = 0
+    while True:
+        batch = read(after)  # an unknown thread: ThreadNotFound, a plain 404
+        before = [r for r in batch if resume is None or r.version <= resume]
+        translator.advance(thread_event(thread_id, r) for r in before)
+        if len(before) < len(batch):
+            return frames(translator.snapshots(), translator.thread.version), batch
+        if len(batch) < page:  # the end of the log
+            break
+        after = batch[-1].version
+    head = translator.thread.version
+    if resume is not None and resume > head:
+        raise Problem(
+            409,
+            "cursor_ahead",
+            f"Last-Event-ID {resume} is ahead of thread {thread_id!r}, which is at version {head}",
+        )
+    return frames(translator.snapshots(), head), []
 
 
 INCLUDE_INTERNAL = (
@@ -202,18 +222,10 @@ async def watch(
     resume = None if not (last_event_id or "").strip() else resume_point(last_event_id, 0)
     changes: LogChanges = request.app.state.changes
     seen = changes.generation  # noted before the read: a change during it wakes the stream
-    history = await run_in_threadpool(mailbox.history, thread_id)  # unknown thread: 404
-    head = history[-1].version
-    if resume is not None and resume > head:
-        raise Problem(
-            409,
-            "cursor_ahead",
-            f"Last-Event-ID {resume} is ahead of thread {thread_id!r}, which is at version {head}",
-        )
-    at = head if resume is None else resume
     translator = ThreadTranslator(thread_id, include_internal=include_internal)
-    opening = await run_in_threadpool(opened, translator, history, at)
-    rest = [r for r in history if r.version > at]
+    settings: StreamSettings = request.app.state.stream_settings
+    read = reader(mailbox, thread_id, settings, include_internal=True)  # the translator filters
+    opening, rest = await run_in_threadpool(opened, read, translator, resume, settings.page)
     shutdown = anyio.Event()  # set by sse-starlette when the server is stopping
     stream = ag_ui_stream(mailbox, translator, opening, rest, seen, request, shutdown)
     return event_source(stream, request.app.state.stream_settings, shutdown, LINE_END)
