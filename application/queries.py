@@ -2,7 +2,8 @@
 
 Reads of the views first catch them up to the end of the log, so a read reflects every
 command that returned before it, in any process (read-your-writes). The pending zone is read
-from the thread's own state, the thread and its history from its event log.
+from the thread's own state, the thread from the views (at a past version: folded from the log,
+a page at a time), its history from its event log. No read holds more than a page of events.
 """
 
 from __future__ import annotations
