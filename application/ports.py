@@ -221,6 +221,9 @@ class Views(Protocol):
     def thread(self, thread_id: str) -> ThreadSummary | None:
         """The thread's summary, if the views know the thread."""
 
+    def hidden(self, thread_id: str) -> set[str]:
+        """The ids of the thread's hidden committed messages."""
+
     def threads_with_pending(self, *, limit: int, after: str | None) -> list[str]:
         """Ids of threads with pending work, ordered, after ``after``."""
 
@@ -298,6 +301,9 @@ class ViewBackend(Protocol):
 
     def thread_row(self, thread_id: str) -> Row | None:
         """The thread's summary row, if there is one."""
+
+    def hidden_ids(self, thread_id: str) -> set[str]:
+        """The ids of the thread's committed messages that are hidden."""
 
     def thread_rows(self, limit: int, after: str | None, has_pending: bool | None) -> list[Row]:
         """Thread summary rows ordered by thread_id, after the exclusive cursor ``after``."""

@@ -9,6 +9,7 @@ a page at a time), its history from its event log. No read holds more than a pag
 from __future__ import annotations
 
 from threadbox.domain import errors, guards, results
+from threadbox.domain.events import CommittedMessageHidden
 from threadbox.domain.records import (
     Checkpoint,
     CommittedMessage,
@@ -78,8 +79,8 @@ class Queries:
                 include_hidden=include_hidden,
                 include_internal=include_internal,
             )
-        then = self._state_at(thread_id, at_version)
-        # Hidden then is not hidden now: read on until the page is full or the zone ends then.
+        last_seq, hidden_since = self._then(thread_id, at_version)
+        # Hidden now is not always hidden then: read on until the page is full or the zone ends.
         found: list[CommittedMessage] = []
         after = after_seq
         while True:
@@ -91,9 +92,9 @@ class Queries:
                 include_internal=include_internal,
             )
             for message in batch:
-                if message.seq > then.last_seq:
+                if message.seq > last_seq:
                     return found[:limit]
-                message = _as_then(message, then)
+                message = _as_then(message, hidden_since)
                 if include_hidden or message.visible:
                     found.append(message)
             if limit is None or not batch or len(found) >= limit:
@@ -193,7 +194,8 @@ class Queries:
         recorded = [results.recorded_event(e) for e in events]
         if include_internal or not recorded:
             return recorded
-        hidden = self._repository.read(thread_id, _hidden)  # read after the events: every hide
+        self._views.catch_up()  # after the events were read: every hide of theirs is applied
+        hidden = self._views.hidden(thread_id)
         return [redacted(e, hidden) for e in recorded]
 
     def _viewed_state(self, thread_id: str) -> ThreadState | None:
@@ -217,14 +219,21 @@ class Queries:
             runs=runs,
         )
 
-    def _state_at(self, thread_id: str, at_version: int) -> Thread:
-        """What decisions read of the thread at ``at_version`` (no run history): folded from
-        the latest snapshot when it is not after ``at_version``, else from the start."""
+    def _then(self, thread_id: str, at_version: int) -> tuple[int, set[str]]:
+        """The committed zone's last seq at ``at_version`` (folded from the latest snapshot when
+        it is not after ``at_version``, else from the start), and the ids of the messages
+        hidden since (the events after it): visible then = visible now, or hidden since."""
         if not inputs.is_int(at_version) or at_version < 1:
             raise errors.InvalidInput("at_version must be at least 1", "at_version")
         snapshot = self._store.load_snapshot(thread_id)
         start = snapshot if snapshot is not None and snapshot.version <= at_version else None
-        return self._fold(start or Thread(thread_id), at_version)
+        then = self._fold(start or Thread(thread_id), at_version)
+        hidden_since: set[str] = set()
+        after = at_version
+        while page := self._store.load(thread_id, after=after, limit=FOLD_PAGE):
+            hidden_since.update(e.message_id for e in page if isinstance(e, CommittedMessageHidden))
+            after = page[-1].version
+        return then.last_seq, hidden_since
 
     def _fold(self, state: Thread, at_version: int | None) -> Thread:
         """``state`` with the thread's events after it up to ``at_version`` (None: all of
@@ -266,10 +275,6 @@ def _beyond(thread_id: str, version: int, at_version: int) -> errors.InvalidInpu
     )
 
 
-def _hidden(state: Thread) -> frozenset[str]:
-    return frozenset(state.hidden)
-
-
 def _pending_page(state: Thread) -> tuple[list[PendingEntry], int]:
     if not state.exists:
         raise errors.ThreadNotFound(state.thread_id)
@@ -281,10 +286,10 @@ def _pending_entry(state: Thread, pending_id: str) -> PendingEntry:
     return results.entry_of(state, pending_id)
 
 
-def _as_then(message: CommittedMessage, then: Thread) -> CommittedMessage:
-    """A committed message as it was in ``then``: visible unless hidden by then (hiding is the
-    one change a committed message sees)."""
-    visible = message.message.id not in then.hidden
+def _as_then(message: CommittedMessage, hidden_since: set[str]) -> CommittedMessage:
+    """A committed message as it was before the hidings in ``hidden_since``: visible then if
+    visible now or hidden since (hiding is the one change a committed message sees)."""
+    visible = message.visible or message.message.id in hidden_since
     return (
         message if visible == message.visible else message.model_copy(update={"visible": visible})
     )

@@ -271,6 +271,10 @@ class ProjectedViews:
         rows = self.backend.checkpoint_rows(thread_id, after_version, limit)
         return [reading.checkpoint(r) for r in rows]
 
+    def hidden(self, thread_id: str) -> set[str]:
+        """The ids of the thread's hidden committed messages."""
+        return self.backend.hidden_ids(thread_id)
+
     def thread(self, thread_id: str) -> ThreadSummary | None:
         """The thread's summary, if the views know the thread."""
         row = self.backend.thread_row(thread_id)

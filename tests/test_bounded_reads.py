@@ -27,9 +27,9 @@ def json_of(items: list[Any]) -> list[Any]:
     return [item.model_dump(mode="json") for item in items]
 
 
-def many_runs(mailbox: Mailbox, runs: int = RUNS) -> None:
+def many_runs(mailbox: Mailbox, runs: int = RUNS, first: int = 0) -> None:
     """``runs`` runs on TID, each of one user message and one answer."""
-    for i in range(runs):
+    for i in range(first, first + runs):
         mailbox.submit(TID, [Message.user(f"question {i}", id=f"u{i}")], None, f"r{i}")
         mailbox.commit_output(TID, f"r{i}", [Message.assistant(f"answer {i}", id=f"a{i}")])
         mailbox.finish_run(TID, f"r{i}")
@@ -170,11 +170,13 @@ def test_the_committed_zone_at_a_version_folds_from_the_latest_snapshot_before_i
     mailbox: Mailbox,
 ) -> None:
     many_runs(mailbox, 20)  # 101 events: snapshots every 25 versions
-    mailbox.hide(TID, "a1", "before")
-    many_runs_more = [Message.user(f"late {i}", id=f"late{i}") for i in range(3)]
-    mailbox.submit(TID, many_runs_more, None, "late-run")
+    hidden_before = len(mailbox.store.load(TID)) + 1
+    mailbox.hide(TID, "a1", "before")  # before the snapshot: hidden then and now
+    many_runs(mailbox, 6, first=20)  # 30 more events: a snapshot after the hiding
+    late = [Message.user(f"late {i}", id=f"late{i}") for i in range(3)]
+    mailbox.submit(TID, late, None, "late-run")
     snapshot = mailbox.store.load_snapshot(TID)
-    assert snapshot is not None and snapshot.version > 25
+    assert snapshot is not None and snapshot.version > hidden_before
     at = snapshot.version + 2
     mailbox.hide(TID, "a2", "after")  # hidden now, not then
     log = mailbox.store.load(TID)
@@ -187,7 +189,8 @@ def test_the_committed_zone_at_a_version_folds_from_the_latest_snapshot_before_i
     ]
     loads = LoadCounter(mailbox)
     assert mailbox.committed(TID, include_hidden=True, at_version=at) == expected
-    assert loads.events == at - snapshot.version  # the snapshot, then the events after it
+    # The snapshot, the events after it up to then, and those since (for the later hidings).
+    assert loads.events == len(log) - snapshot.version
     assert mailbox.committed(TID, at_version=at) == [m for m in expected if m.visible]
 
 

@@ -92,9 +92,7 @@ def test_the_sdist_holds_what_a_rebuild_needs(dist: Path) -> None:
     assert {"pyproject.toml", "LICENSE", "README.md", "facade/__init__.py"} <= names
 
 
-def test_the_wheel_alone_is_the_library_in_a_fresh_environment(
-    dist: Path, tmp_path: Path
-) -> None:
+def test_the_wheel_alone_is_the_library_in_a_fresh_environment(dist: Path, tmp_path: Path) -> None:
     wheel = only(dist, "threadbox-*.whl")
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)

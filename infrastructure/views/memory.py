@@ -100,6 +100,11 @@ class MemoryViewBackend:
             ]
             return copy.deepcopy(rows[:limit] if limit is not None else rows)
 
+    def hidden_ids(self, thread_id: str) -> set[str]:
+        with self._lock:
+            rows = self._tables.thread_rows("committed", thread_id)
+            return {r["message_id"] for r in rows if not r["visible"]}
+
     def thread_row(self, thread_id: str) -> Row | None:
         with self._lock:
             rows = self._tables.thread_rows("threads", thread_id)

@@ -368,6 +368,11 @@ class SqlViewBackend:
             "checkpoints", self.statements.checkpoints, (thread_id, after_version, rows)
         )
 
+    def hidden_ids(self, thread_id: str) -> set[str]:
+        """The ids of the thread's hidden messages."""
+        with self.dialect.connection() as conn:
+            return {r[0] for r in conn.execute(self.statements.hidden, (thread_id,)).fetchall()}
+
     def thread_row(self, thread_id: str) -> Row | None:
         """The thread's summary row, if the views know the thread."""
         rows = self._rows("threads", self.statements.thread, (thread_id,))

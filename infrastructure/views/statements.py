@@ -39,6 +39,7 @@ INDEXES: dict[str, list[str]] = {
     "threads": ["view_threads_pending ON view_threads (thread_id) WHERE pending_count > 0"],
     "pending": ["view_pending_position ON view_pending (thread_id, position)"],
     "runs": ["view_runs_run_id ON view_runs (run_id, started_position)"],
+    "committed": ["view_committed_hidden ON view_committed (thread_id) WHERE NOT visible"],
 }
 # A catch-up batch reads the rows it changes first: a thread's whole pending queue (appends and
 # renumbering need it), else the rows its changes name.
@@ -146,6 +147,7 @@ class ViewStatements:
     latest_run: str  # the latest run to start with an id, in any thread
     checkpoints: str  # a thread's commits after a version, by version, limited
     thread: str  # one thread's summary
+    hidden: str  # the ids of a thread's hidden messages
     threads: dict[bool | None, str]  # summaries after a thread id, limited; by has_pending
     thread_exists: str
 
@@ -186,6 +188,7 @@ class ViewStatements:
                 "ORDER BY version LIMIT ?"
             ),
             thread=sql(f"{select['threads']} WHERE thread_id = ?"),
+            hidden=sql("SELECT message_id FROM view_committed WHERE thread_id = ? AND NOT visible"),
             threads={
                 None: sql(summaries.format("")),
                 True: sql(summaries.format("AND pending_count > 0")),
