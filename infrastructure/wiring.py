@@ -36,8 +36,7 @@ def open_mailbox(
 
     With ``create=False`` a store that does not exist yet raises ``StoreNotFound`` and nothing
     is created (no file, folder, schema or table): what reading commands want."""
-    source = os.environ if env is None else env
-    url = url or source.get("THREADBOX_URL") or "sqlite:///./threadbox.db"
+    url = store_url(url, env)
     location = StoreLocation.parse(url)
     if not create and not store_exists(location):
         raise StoreNotFound(masked_url(url))
@@ -66,6 +65,16 @@ def view_backend(location: StoreLocation) -> tuple[ViewBackend, Wakeup]:
         channel = events_channel(location.pg_schema)  # the store notifies it after commit
         return backend, ListeningWakeup(location.pg_conninfo, channel, fallback=1.0)
     return MemoryViewBackend(), PollingWakeup(0.05)
+
+
+DEFAULT_URL = "sqlite:///./threadbox.db"
+
+
+def store_url(url: str | None, env: Mapping[str, str] | None = None) -> str:
+    """The store a mailbox opens: ``url``, else ``THREADBOX_URL`` from ``env`` (default: the
+    process environment), else ``sqlite:///./threadbox.db``."""
+    source = os.environ if env is None else env
+    return url or source.get("THREADBOX_URL") or DEFAULT_URL
 
 
 @translating

@@ -22,12 +22,13 @@ from threadbox.infrastructure.http import create_app
 from threadbox.infrastructure.http.auth import TOKEN_SETTING, checked_token, is_loopback
 from threadbox.infrastructure.http.stream import StreamSettings
 from threadbox.infrastructure.http.timeouts import ServerLimits, header_timeout_protocol
+from threadbox.infrastructure.logs import configure_logging
+from threadbox.infrastructure.wiring import masked_url, store_url
 
 from .session import reported, session_of
 
 V = TypeVar("V", int, float, str)
 DEFAULTS = ServerLimits()
-log = logging.getLogger("threadbox.http")
 
 
 def setting(
@@ -46,6 +47,9 @@ def setting(
     if isinstance(value, int | float) and value <= 0:
         raise InvalidInput(f"{name} must be positive, got {value}", name)
     return value
+
+
+log = logging.getLogger("threadbox.serve")
 
 
 def register(app: typer.Typer) -> None:
@@ -81,6 +85,10 @@ def register(app: typer.Typer) -> None:
                 "[THREADBOX_LIMIT_CONCURRENCY; 1000]"
             ),
         ] = None,
+        log_format: Annotated[
+            str | None,
+            typer.Option(help="text, or json: one object per line [THREADBOX_LOG_FORMAT; text]"),
+        ] = None,
     ) -> None:
         """Serve the HTTP API.
 
@@ -112,6 +120,13 @@ def register(app: typer.Typer) -> None:
                     int,
                 ),
             )
+            chosen = setting(log_format, env, "THREADBOX_LOG_FORMAT", "text", str)
+            if chosen not in ("text", "json"):
+                raise InvalidInput(
+                    f"THREADBOX_LOG_FORMAT (--log-format) must be text or json, not {chosen!r}",
+                    "THREADBOX_LOG_FORMAT",
+                )
+            configure_logging("json" if chosen == "json" else "text", log_level)
             token = checked_token(env[TOKEN_SETTING]) if TOKEN_SETTING in env else None
             if token is None and not is_loopback(bind):
                 if not insecure:
@@ -127,8 +142,25 @@ def register(app: typer.Typer) -> None:
                 )
                 session.err.print(warning, style="bold red", markup=False, highlight=False)
                 log.warning(warning)
+        store = masked_url(store_url(session.url, env))
         with session.mailbox() as mailbox:
             mailbox.views.start_following()  # views kept current with every process's writes
+            log.info(
+                "serving %s on http://%s:%d; auth %s",
+                store,
+                bind,
+                listen,
+                "on (bearer token)" if token else "off",
+                extra={
+                    "store": store,
+                    "host": bind,
+                    "port": listen,
+                    "auth": bool(token),
+                    "workers": 1,
+                    "cors_origins": [],
+                    "log_format": chosen,
+                },
+            )
             # Streams wake on the follower's news; their own reads of the log are a fallback.
             streams = StreamSettings(poll_interval=2.0)
             api = create_app(
@@ -144,6 +176,8 @@ def register(app: typer.Typer) -> None:
                 port=listen,
                 log_level=log_level,
                 timeout_graceful_shutdown=5,
+                log_config=None,  # configure_logging's handler formats uvicorn's lines too
+                access_log=False,  # threadbox.access logs each request, with its id
                 http=header_timeout_protocol(limits.header_timeout),
                 timeout_keep_alive=limits.keep_alive_timeout,  # type: ignore[arg-type]
                 limit_concurrency=limits.limit_concurrency,

@@ -17,6 +17,7 @@ from .log_changes import LogChanges
 from .openapi import TAGS, install_openapi
 from .paths import EncodedSlashes
 from .problems import install_problem_handlers
+from .request_log import RequestLog
 from .stream import StreamSettings
 from .timeouts import BodyReadTimeout, ServerLimits
 
@@ -86,5 +87,6 @@ def create_app(
     app.add_middleware(Utf8Target)  # added after: runs before EncodedSlashes
     if token is not None:
         checked_token(token)  # now, not at the first request (middleware is built lazily)
-        app.add_middleware(BearerTokenGuard, token=token)  # added last: runs first
+        app.add_middleware(BearerTokenGuard, token=token)
+    app.add_middleware(RequestLog)  # added last: runs first, so a 401 has its id and log line
     return app

@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from threadbox import errors
+from threadbox.infrastructure.logs import current_request
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "urn:threadbox:problem:"  # a name, not a page: no URL is promised
@@ -142,6 +143,9 @@ def problem_response(
     }
     for key, value in (fields or {}).items():
         body.setdefault(key, value)
+    request = current_request.get()
+    if request is not None:
+        request.code = code  # for the access log line
     return ProblemResponse(body, status_code=status, headers=headers)
 
 
@@ -202,7 +206,12 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
-        return problem_response(500, "internal_error", "the server failed; see its log")
+        # Starlette answers this one outside every middleware: the request id is added here.
+        context = current_request.get()
+        headers = {"X-Request-ID": context.request_id} if context else None
+        return problem_response(
+            500, "internal_error", "the server failed; see its log", None, headers
+        )
 
     app.add_exception_handler(errors.ThreadboxError, on_threadbox_error)
     app.add_exception_handler(Problem, on_problem)
