@@ -11,7 +11,7 @@ import orjson
 import threadbox
 import typer
 
-from . import audit, commands, demo, serve, show, transfer
+from . import audit, commands, config, demo, serve, show, transfer
 from .session import USAGE_EXIT, Session
 from .views import build_views_cli
 
@@ -23,8 +23,8 @@ def _print_version(given: bool) -> None:
 
 
 def build_cli(env: Mapping[str, str]) -> typer.Typer:
-    """The typer app; ``env`` gives ``THREADBOX_URL``, ``THREADBOX_MAX_PENDING`` and
-    ``THREADBOX_API_TOKEN``."""
+    """The typer app; ``env`` is the environment its configuration is read from
+    (``THREADBOX_URL``, ``THREADBOX_MAX_PENDING``, …: ``threadbox.infrastructure.config``)."""
     app = typer.Typer(
         help="threadbox: an event-sourced mailbox for AI-agent conversations.",
         no_args_is_help=True,
@@ -62,9 +62,18 @@ def build_cli(env: Mapping[str, str]) -> typer.Typer:
                 "THREADBOX_MAX_PENDING, else 10000)",
             ),
         ] = None,
+        max_message_bytes: Annotated[
+            int | None,
+            typer.Option(
+                metavar="N",
+                min=1,
+                help="the largest message, JSON-encoded bytes (default: "
+                "THREADBOX_MAX_MESSAGE_BYTES, else 1048576)",
+            ),
+        ] = None,
     ) -> None:
-        cap = max_pending if max_pending is not None else env_cap(env)
-        ctx.obj = Session(url=url or env.get("THREADBOX_URL"), env=env, max_pending=cap)
+        flags = {"url": url, "max_pending": max_pending, "max_message_bytes": max_message_bytes}
+        ctx.obj = Session(env=env, flags=flags)
 
     commands.register(app)
     show.register(app)
@@ -73,20 +82,8 @@ def build_cli(env: Mapping[str, str]) -> typer.Typer:
     transfer.register(app)
     demo.register(app)
     serve.register(app)
+    config.register(app)
     return app
-
-
-def env_cap(env: Mapping[str, str]) -> int | None:
-    """``THREADBOX_MAX_PENDING`` as a positive integer (None when unset)."""
-    value = env.get("THREADBOX_MAX_PENDING")
-    if value is None:
-        return None
-    if not value.strip().isdigit() or int(value) < 1:
-        raise typer.BadParameter(
-            f"THREADBOX_MAX_PENDING must be a positive integer, not {value!r}",
-            param_hint="THREADBOX_MAX_PENDING",
-        )
-    return int(value)
 
 
 def run(args: Sequence[str], env: Mapping[str, str]) -> int:

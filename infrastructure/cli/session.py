@@ -13,8 +13,9 @@ import threadbox
 import typer
 from pydantic import BaseModel
 from rich.console import Console
-from threadbox import Mailbox, Settings
+from threadbox import Mailbox
 from threadbox.errors import InvalidInput, PayloadTooLarge, ThreadboxError
+from threadbox.infrastructure.config import Config
 
 # Exit codes (docs/cli.md): 0 done; 1 refused (a domain or store error); 2 the command line
 # itself is wrong (a usage error, or input threadbox rejects as invalid, before writing anything).
@@ -26,25 +27,28 @@ FAILURE_EXIT = 1
 class Session:
     """The options of one invocation, read from the command line and the env mapping."""
 
-    url: str | None
     env: Mapping[str, str]
-    max_pending: int | None = None  # Settings.max_pending, when the command line sets it
+    flags: dict[str, Any] = field(default_factory=dict)
+    """The root options given (``url``, ``max_pending``, …; None when not given)."""
     out: Console = field(default_factory=lambda: Console(soft_wrap=True))
     err: Console = field(default_factory=lambda: Console(stderr=True, soft_wrap=True))
     json: bool = False
     """Whether the running command was given ``--json``: its errors are then JSON too."""
 
+    def config(self, **flags: Any) -> Config:
+        """The effective configuration: the command's ``flags`` and the root's, over the
+        environment (``InvalidInput`` naming the variable or flag that is wrong)."""
+        return Config.load(self.env, **(self.flags | flags))
+
     @contextmanager
-    def mailbox(self, *, create: bool = True) -> Iterator[Mailbox]:
+    def mailbox(self, *, create: bool = True, config: Config | None = None) -> Iterator[Mailbox]:
         """The mailbox of this invocation's store; reading commands pass ``create=False`` so a
         store that does not exist is reported (``store_not_found``), never created."""
-        limits = {} if self.max_pending is None else {"max_pending": self.max_pending}
-        settings = Settings(**limits)
-        with (
-            reported(self),
-            threadbox.open(self.url, settings=settings, env=self.env, create=create) as mailbox,
-        ):
-            yield mailbox
+        with reported(self):
+            chosen = config or self.config()
+            settings = chosen.library_settings()
+            with threadbox.open(chosen.url, settings=settings, env={}, create=create) as mailbox:
+                yield mailbox
 
     def print_json(self, value: Any) -> None:
         sys.stdout.write(orjson.dumps(jsonable(value), option=orjson.OPT_INDENT_2).decode() + "\n")
