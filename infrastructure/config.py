@@ -6,6 +6,7 @@ masked, with where each value came from."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -25,6 +26,10 @@ from .http.timeouts import ServerLimits
 from .wiring import DEFAULT_URL, masked_url
 
 PREFIX = "THREADBOX_"
+# The environment ``Config.load`` reads, instead of ``os.environ``, while it builds a Config.
+_ENVIRONMENT: ContextVar[Mapping[str, str] | None] = ContextVar(
+    "threadbox_config_env", default=None
+)
 LIMITS = ServerLimits()
 LIBRARY = Settings()
 
@@ -100,32 +105,23 @@ class Config(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Flags, then the environment the process was given (no dotenv or secret files)."""
-        return init_settings, env_settings
+        """Flags, then the environment ``load`` was given (else the process's); no dotenv or
+        secret files."""
+        given = _ENVIRONMENT.get()
+        return init_settings, env_settings if given is None else MappingSource(settings_cls, given)
 
     @classmethod
     def load(cls, env: Mapping[str, str], **flags: Any) -> Config:
         """The configuration from ``env`` (a process environment) and the flags given (None:
         not given); a bad value is ``InvalidInput`` naming its variable, and nothing starts."""
         given = {name: value for name, value in flags.items() if value is not None}
-
-        class FromMapping(cls):  # type: ignore[valid-type,misc]
-            @classmethod
-            def settings_customise_sources(
-                cls,
-                settings_cls: type[BaseSettings],
-                init_settings: PydanticBaseSettingsSource,
-                env_settings: PydanticBaseSettingsSource,
-                dotenv_settings: PydanticBaseSettingsSource,
-                file_secret_settings: PydanticBaseSettingsSource,
-            ) -> tuple[PydanticBaseSettingsSource, ...]:
-                return init_settings, MappingSource(settings_cls, env)
-
+        token = _ENVIRONMENT.set(env)
         try:
-            loaded = FromMapping(**given)
+            return cls(**given)
         except ValidationError as invalid:
             raise _invalid(invalid, given) from None
-        return cls.model_construct(**dict(loaded))
+        finally:
+            _ENVIRONMENT.reset(token)
 
     def library_settings(self) -> Settings:
         """The mailbox's ``Settings`` with this configuration's limits."""
