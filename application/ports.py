@@ -5,10 +5,11 @@ where their rows live, an archive of stored events, and a way to learn of new ev
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from threadbox.domain.claims import ClaimKey
 from threadbox.domain.events import AnyThreadEvent
 from threadbox.domain.records import (
     Checkpoint,
@@ -30,6 +31,11 @@ in every process; callers never parse them. SQLite and memory number events in c
 
 class StreamConflict(Exception):
     """Another writer saved the thread first: the version this write expected is taken."""
+
+
+class IdsTaken(Exception):
+    """The write uses an id (message id, run id, a hiding) its thread used before: the id
+    table's unique key refused it, and nothing was written (ADR 0010)."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +77,13 @@ class EventStore(Protocol):
     kind: str  # "memory", "sqlite" or "postgres"
 
     def append(self, events: Sequence[AnyThreadEvent]) -> list[int]:
-        """Save the events atomically; their versions are the guard (``StreamConflict``)."""
+        """Save the events atomically, with the ids they use for the first time in the id
+        table; their versions are the guard (``StreamConflict``), and each id is used once per
+        thread (``IdsTaken``)."""
+
+    def claimed(self, thread_id: str, keys: Iterable[ClaimKey]) -> dict[ClaimKey, int]:
+        """Which of ``keys`` the thread has used, each with the version of the event that first
+        used it (the id table, ADR 0010)."""
 
     def load(
         self, thread_id: str, *, after: int = 0, upto: int | None = None, limit: int | None = None

@@ -18,13 +18,13 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import TypeVar
 
+from threadbox.domain import claims, errors
 from threadbox.domain import commands as c
-from threadbox.domain import errors
 from threadbox.domain.decide import decide
 from threadbox.domain.events import AnyThreadEvent
-from threadbox.domain.thread import Thread, apply_event
+from threadbox.domain.thread import Thread, Usage, apply_event
 
-from .ports import CommandMetrics, EventStore, NoMetrics, StreamConflict
+from .ports import CommandMetrics, EventStore, IdsTaken, NoMetrics, StreamConflict
 from .settings import Settings
 
 C = TypeVar("C", bound=c.Command)
@@ -46,6 +46,7 @@ COMMAND_NAMES: dict[type[object], str] = {
     c.CommitOutput: "commit_output",
     c.Hide: "hide",
 }
+USAGE_PAGE = 64  # events read at a time to find a message id's usage
 log = logging.getLogger("threadbox")
 
 
@@ -101,9 +102,11 @@ class ThreadRepository:
                 except errors.ThreadboxError:
                     if self._refresh(state):
                         continue  # decided on a stale state: decide again on the latest
+                    if self._learn(state, claims.referenced(command)):
+                        continue  # refused for want of ids a snapshot leaves out: decide again
                     raise
                 if not events:
-                    if self._refresh(state):
+                    if self._refresh(state) or self._learn(state, claims.referenced(command)):
                         continue
                     return outcome(command, state, events), state.version, False
                 try:
@@ -113,6 +116,15 @@ class ThreadRepository:
                         self.conflicts += 1
                     self._refresh(state)
                     self._backoff(attempt)
+                    continue
+                except IdsTaken:
+                    # The id table holds an id the state did not know (it was restored from a
+                    # snapshot): learn the ids the write used and decide again, as the decision
+                    # would have on the whole log. Nothing was written.
+                    refreshed = self._refresh(state)
+                    learned = self._learn(state, {claim.key for claim in claims.claims(events)})
+                    if not (refreshed or learned):
+                        self._backoff(attempt)  # claimed after this state's version: wait
                     continue
                 result = outcome(command, state, events)  # read before the state moves on
                 self._applied(state, events)
@@ -165,6 +177,47 @@ class ThreadRepository:
                 self._cache.pop(state.thread_id, None)
             raise
 
+    def _learn(self, state: Thread, keys: set[claims.ClaimKey]) -> bool:
+        """Look up in the id table the keys a state restored from a snapshot does not know, and
+        record their facts in it as of its version: a message id's usage (folded from the events
+        since its claim until it settles), a run id used, a hiding. Whether it learned any."""
+        if state.ids_complete:
+            return False
+        unknown = {k for k in keys if not claims.known(state, k)}
+        found = (
+            {
+                k: v
+                for k, v in self.store.claimed(state.thread_id, unknown).items()
+                if v <= state.version
+            }
+            if unknown
+            else {}
+        )
+        for key, version in sorted(found.items(), key=lambda kv: kv[1]):
+            usage = None
+            if key.kind == claims.MESSAGE:
+                usage = self._usage(state, key.id, version)
+            claims.learn(state, key, usage)
+        return bool(found)
+
+    def _usage(self, state: Thread, message_id: str, claimed_at: int) -> Usage:
+        """A message id's usage at the state's version: folded from the event that claimed it
+        through the later ones, a page at a time, until it settles."""
+        usage: Usage = ("unused", None)
+        after = claimed_at - 1
+        while after < state.version:
+            page = self.store.load(
+                state.thread_id, after=after, upto=state.version, limit=USAGE_PAGE
+            )
+            if not page:
+                break
+            for event in page:
+                usage = claims.usage_after(message_id, usage, event)
+            after = page[-1].version
+            if claims.settled(usage):
+                break
+        return usage
+
     def _applied(self, state: Thread, events: list[AnyThreadEvent]) -> None:
         before = state.version
         self._fold(state, events)
@@ -186,9 +239,9 @@ class ThreadRepository:
                 )
 
     def _snapshot_every(self, state: Thread) -> int:
-        """A snapshot costs about as much to write and read as folding ~1 event per 100 of its
-        ids (a pending entry weighs ~10 ids): snapshot a big thread less often, so neither the
-        writes nor a cold load's tail ever dominate."""
+        """A snapshot costs about as much to write and read as folding ~1 event per 10 of its
+        pending entries (it holds nothing else that grows, ADR 0010): snapshot a thread with a
+        long queue less often, so neither the writes nor a cold load's tail ever dominate."""
         settings = self.settings
-        weight = (len(state.used) + 10 * len(state.pending)) // 100
+        weight = len(state.pending) // 10
         return max(settings.snapshot_interval, min(settings.snapshot_interval_max, weight))

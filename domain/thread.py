@@ -139,10 +139,13 @@ class Thread:
     last_seq: int = 0
     runs: dict[str, Run] = field(default_factory=dict)
     open_run_id: str | None = None
-    # A snapshot keeps what decisions need: every run id ever used (earlier_run_ids) and the open
-    # run's status, not the runs' history; a state restored from one has runs_complete False.
+    # A snapshot keeps what decisions need now: the pending entries, the open run's status and the
+    # counters, not the runs' history (runs_complete False) nor the ids used before (ids_complete
+    # False: ``used``, ``hidden`` and ``earlier_run_ids`` hold only what was folded or learned
+    # since; the store's id table holds every one, ADR 0010 and ``claims``).
     earlier_run_ids: set[str] = field(default_factory=set)
     runs_complete: bool = True
+    ids_complete: bool = True
 
     @property
     def exists(self) -> bool:
@@ -183,16 +186,14 @@ class Thread:
         ]
 
     def decision_state(self) -> tuple[object, ...]:
-        """Everything a decision reads (all a snapshot keeps): equal for two states means the
-        same decisions, whatever run history either holds."""
+        """What a snapshot keeps of what decisions read: equal for two states means the same
+        decisions, whatever run history or used ids either holds (the ids a snapshot leaves out
+        are the store's id table's to answer, ADR 0010)."""
         return (
             self.version,
             self.pending,
-            self.used,
-            self.hidden,
             self.last_seq,
             (self.open_run_id, self.running_run_id, self.waiting_run_id),
-            set(self.runs) | self.earlier_run_ids,
         )
 
     def copy(self) -> Thread:

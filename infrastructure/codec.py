@@ -16,12 +16,13 @@ from eventsourcing.persistence import StoredEvent
 from threadbox.application.ports import ArchivedEvent
 from threadbox.domain.events import EVENT_TYPES, AnyThreadEvent, ThreadEvent
 from threadbox.domain.records import RunStatus, Termination
-from threadbox.domain.thread import Pending, PendingQueue, Run, Thread, Usage
+from threadbox.domain.thread import Pending, PendingQueue, Run, Thread
 from threadbox.domain.values import DeliveryMode, Message
 
 EVENT_TOPIC_PREFIX = "threadbox.domain.events:"
 SNAPSHOT_TOPIC = "threadbox.domain.thread:Thread"
-SNAPSHOT_FORMAT = 2
+SNAPSHOT_FORMAT = 3
+READABLE_SNAPSHOT_FORMATS = (2, 3)  # 2 held every used id: read without them
 
 
 @functools.lru_cache(maxsize=65536)
@@ -154,22 +155,17 @@ def _open_run_to_json(r: Run) -> dict[str, Any]:
 
 
 def encode_snapshot(state: Thread) -> StoredEvent:
-    """What decisions need, compactly: committed ids in seq order, other fates by id list,
-    the open run in full and only the ids of the runs before it."""
-    committed = sorted((seq, i) for i, (how, seq) in state.used.items() if how == "committed")
+    """What decisions need now, and nothing that grows with the thread: the pending entries, the
+    last seq and the open run (its id, status and start). The ids used before are the id
+    table's (ADR 0010)."""
     open_run = state.open_run
     body = {
         "format": SNAPSHOT_FORMAT,
         "thread_id": state.thread_id,
         "version": state.version,
         "pending": [_pending_to_json(p) for p in state.pending],
-        "committed_ids": [i for _, i in committed],
-        "retracted_ids": [i for i, (how, _) in state.used.items() if how == "retracted"],
-        "expired_ids": [i for i, (how, _) in state.used.items() if how == "expired"],
-        "hidden": sorted(state.hidden),
         "last_seq": state.last_seq,
         "open_run": _open_run_to_json(open_run) if open_run is not None else None,
-        "earlier_run_ids": sorted(state.earlier_run_ids | set(state.runs) - {state.open_run_id}),
     }
     return StoredEvent(
         originator_id=stream_id(state.thread_id),
@@ -180,27 +176,22 @@ def encode_snapshot(state: Thread) -> StoredEvent:
 
 
 def decode_snapshot(stored: StoredEvent) -> Thread | None:
-    """A thread state from a snapshot, or None for a snapshot format this code does not know."""
+    """A thread state from a snapshot, or None for a snapshot format this code does not know.
+    Format 2 (every id the thread used, by fate) is upcast by leaving its id lists out: the id
+    table answers for them."""
     body = orjson.loads(stored.state)
-    if stored.topic != SNAPSHOT_TOPIC or body.get("format") != SNAPSHOT_FORMAT:
-        return None  # an older snapshot format is simply not used: the log is the truth
+    if stored.topic != SNAPSHOT_TOPIC or body.get("format") not in READABLE_SNAPSHOT_FORMATS:
+        return None  # an unknown snapshot format is simply not used: the log is the truth
     pending = [_pending_from_json(p) for p in body["pending"]]
-    used: dict[str, Usage] = {
-        i: ("committed", seq) for seq, i in enumerate(body["committed_ids"], 1)
-    }
-    used.update(dict.fromkeys(body["retracted_ids"], ("retracted", None)))
-    used.update(dict.fromkeys(body["expired_ids"], ("expired", None)))
-    used.update((p.pending_id, ("pending", None)) for p in pending)
     open_run = _run_from_json(body["open_run"]) if body["open_run"] else None
     return Thread(
         thread_id=body["thread_id"],
         version=body["version"],
         pending=PendingQueue(pending),
-        used=used,
-        hidden=set(body["hidden"]),
+        used={p.pending_id: ("pending", None) for p in pending},
         last_seq=body["last_seq"],
         runs={open_run.run_id: open_run} if open_run else {},
         open_run_id=open_run.run_id if open_run else None,
-        earlier_run_ids=set(body["earlier_run_ids"]),
         runs_complete=False,
+        ids_complete=False,
     )

@@ -22,7 +22,8 @@ from .pg_recorder import CommitOrderRecorder
 log = logging.getLogger("threadbox.store")
 
 QUIET_RECORDER_TOPIC = "threadbox.infrastructure.pg_wakeup:QuietRecorder"
-"""eventsourcing's ``APPLICATION_RECORDER_TOPIC`` of the store's recorder."""
+"""eventsourcing's ``APPLICATION_RECORDER_TOPIC`` for ``QuietRecorder`` itself (the store builds
+its subclass with the id table, ``id_table.ClaimingPostgresRecorder``)."""
 
 
 def events_channel(schema: str) -> str:

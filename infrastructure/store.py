@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,16 +20,19 @@ from eventsourcing.persistence import (
     InterfaceError,
     Notification,
     OperationalError,
+    StoredEvent,
 )
 from eventsourcing.utils import retry
 from psycopg.conninfo import make_conninfo
 from threadbox.application.ports import (
     ArchivedEvent,
+    IdsTaken,
     Notified,
     Position,
     StoredPayload,
     StreamConflict,
 )
+from threadbox.domain.claims import Claim, ClaimKey, claims
 from threadbox.domain.errors import InvalidInput, StoreUnavailable
 from threadbox.domain.events import AnyThreadEvent, ThreadEvent
 from threadbox.domain.thread import Thread
@@ -45,14 +49,22 @@ from .codec import (
     stream_id,
 )
 from .faults import translated, translating
+from .id_table import ClaimingPOPORecorder, claims_of_stored, ids_taken
 from .pg_pool import make_fail_fast, timeout_options
 from .pg_recorder import CommitOrderRecorder, LogPosition
-from .pg_wakeup import QUIET_RECORDER_TOPIC, CommitNotifier, events_channel
+from .pg_wakeup import CommitNotifier, events_channel
 from .positions import decode_id, encode_id
 
 # A write that failed for want of the store makes /healthz say "not writable" this long, unless
 # a write succeeds first (a full disk shows only when a write needs the space).
 WRITE_FAILURE_MEMORY = 30.0
+
+# eventsourcing's APPLICATION_RECORDER_TOPIC: its recorders with the id table (ADR 0010); on
+# PostgreSQL over QuietRecorder (commit order, NOTIFY after commit: ADR 0009).
+CLAIMING_RECORDERS = {
+    "sqlite": "threadbox.infrastructure.id_table:ClaimingSQLiteRecorder",
+    "postgres": "threadbox.infrastructure.id_table:ClaimingPostgresRecorder",
+}
 
 
 @dataclass(frozen=True)
@@ -161,18 +173,23 @@ class RecorderStore:
                 "PERSISTENCE_MODULE": "eventsourcing.sqlite",
                 "SQLITE_DBNAME": location.sqlite_path,
                 "SQLITE_LOCK_TIMEOUT": "30",
+                "APPLICATION_RECORDER_TOPIC": CLAIMING_RECORDERS["sqlite"],
             }
         else:
             ensure_pg_schema(location)
             env = dict(location.pg_env)
-            env["APPLICATION_RECORDER_TOPIC"] = QUIET_RECORDER_TOPIC
+            env["APPLICATION_RECORDER_TOPIC"] = CLAIMING_RECORDERS["postgres"]
         with creating_tables(location):
             factory: Any = InfrastructureFactory.construct(env)
             self._factory = factory
             if location.kind == "postgres":
                 options = timeout_options(location.pg_statement_timeout)
                 make_fail_fast(factory.datastore.pool, location.pg_connect_timeout, options)
-            self.events: ApplicationRecorder = self._factory.application_recorder()
+            self.events: ApplicationRecorder = (
+                ClaimingPOPORecorder()  # eventsourcing's POPO factory takes no recorder topic
+                if location.kind == "memory"
+                else self._factory.application_recorder()
+            )
             self.snapshots = self._factory.aggregate_recorder("snapshots")
         self.log: LogOrder
         self._notifier: CommitNotifier | None = None
@@ -185,10 +202,19 @@ class RecorderStore:
 
     def append(self, events: Sequence[ThreadEvent]) -> list[int]:
         stored = [encode_event(e) for e in events]
+        found = [(stream_id(e.thread_id), c) for e in events for c in claims([e])]
+        return self._insert(stored, found)
+
+    def _insert(
+        self, stored: Sequence[StoredEvent], found: Sequence[tuple[uuid.UUID, Claim]]
+    ) -> list[int]:
+        """The one way events reach the log: with their claims, in one transaction."""
         try:
             with translated():
-                positions = self.events.insert_events(stored)
+                positions = self.events.insert_events(stored, claims=found)
         except IntegrityError as conflict:
+            if ids_taken(conflict):
+                raise IdsTaken(str(conflict)) from conflict
             raise StreamConflict(str(conflict)) from conflict
         except StoreUnavailable as failed:
             self._write_failed = (time.monotonic(), failed.reason)
@@ -197,6 +223,12 @@ class RecorderStore:
         if self._notifier is not None:
             self._notifier.committed()
         return list(positions or [])
+
+    @translating
+    def claimed(self, thread_id: str, keys: Iterable[ClaimKey]) -> dict[ClaimKey, int]:
+        recorder: Any = self.events  # one of id_table's recorders
+        found: dict[ClaimKey, int] = recorder.select_claims(stream_id(thread_id), keys)
+        return found
 
     @translating
     def load(
@@ -302,12 +334,8 @@ class RecorderStore:
 
     @translating
     def append_archived(self, events: Sequence[ArchivedEvent]) -> None:
-        try:
-            self.events.insert_events([stored_of(e) for e in events])
-        except IntegrityError as conflict:
-            raise StreamConflict(str(conflict)) from conflict
-        if self._notifier is not None:
-            self._notifier.committed()
+        stored = [stored_of(e) for e in events]
+        self._insert(stored, claims_of_stored(stored))
 
 
     @translating

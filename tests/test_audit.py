@@ -22,6 +22,7 @@ from threadbox.domain.events import (
     ThreadEvent,
 )
 from threadbox.infrastructure.cli import build_cli
+from threadbox.infrastructure.codec import encode_event
 from typer.testing import CliRunner
 
 B = DeliveryBoundary
@@ -40,12 +41,13 @@ def write_history(mailbox: Mailbox, thread_id: str, rounds: int) -> None:
 
 
 def forge(mailbox: Mailbox, thread_id: str, event_type: type[ThreadEvent], **fields: Any) -> None:
-    """An event written past the decisions, as a buggy writer or a bad import would."""
+    """An event written past the decisions and the id table (which refuses an id used twice,
+    ADR 0010), as a buggy writer or a bad import would."""
     version = mailbox.thread(thread_id).version
     event = event_type(
         thread_id=thread_id, version=version + 1, timestamp=datetime.now(UTC), **fields
     )
-    mailbox.store.append([event])  # type: ignore[list-item]
+    mailbox.store.events.insert_events([encode_event(event)])  # type: ignore[attr-defined]
 
 
 def output(message_id: str, seq: int, run_id: str = "run-1") -> dict[str, Any]:
