@@ -161,7 +161,9 @@ class EventArchive(Protocol):
         """The event type a stored topic names; ``ValueError`` if it names none."""
 
     def append_archived(self, events: Sequence[ArchivedEvent]) -> None:
-        """Append events as they are, atomically; versions still guard (``StreamConflict``)."""
+        """Append events as they are, atomically, with the ids they use in the id table (the
+        one insert ``append`` uses); versions still guard (``StreamConflict``), and ids are used
+        once per thread (``IdsTaken``)."""
 
     def count_after(self, position: Position, upto: Position | None = None) -> int:
         """How many committed events come after ``position`` (at or before ``upto``)."""

@@ -15,7 +15,15 @@ from typing import Any
 import orjson
 from threadbox.domain.errors import InvalidInput, ThreadNotFound
 
-from .ports import ArchivedEvent, EventArchive, EventStore, Progress, StreamConflict, Views
+from .ports import (
+    ArchivedEvent,
+    EventArchive,
+    EventStore,
+    IdsTaken,
+    Progress,
+    StreamConflict,
+    Views,
+)
 
 BATCH = 500  # events per read of the log, and per write of an import
 PROGRESS_EVERY = 1000  # lines between two progress reports
@@ -133,6 +141,13 @@ def import_streams(
                 raise InvalidInput(
                     f"thread {thread_id!r} changed while importing; nothing after "
                     f"its version {batch[0].version - 1} was written",
+                    "file",
+                ) from None
+            except IdsTaken:
+                raise InvalidInput(
+                    f"thread {thread_id!r}: events {batch[0].version}..{batch[-1].version} "
+                    "use an id (message, run or hiding) the thread already used; nothing from "
+                    f"version {batch[0].version} on was written",
                     "file",
                 ) from None
             written += len(batch)

@@ -17,7 +17,7 @@ import logging
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from eventsourcing.persistence import IntegrityError, StoredEvent
@@ -139,7 +139,7 @@ class ClaimingSQLiteRecorder(SQLiteApplicationRecorder):
     def create_table(self) -> None:
         super().create_table()
         with self.datastore.transaction(commit=True) as cursor:
-            c: sqlite3.Cursor = getattr(cursor, "sqlite_cursor", cursor)  # sqlite3's own
+            c: sqlite3.Cursor = cast(Any, cursor).sqlite_cursor  # sqlite3's own cursor
             # A write first (it deletes nothing) takes the database's write lock: processes
             # opening it together take turns here, and only the first creates and fills the table.
             c.execute(f"DELETE FROM {self.events_table_name} WHERE 0")
