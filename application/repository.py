@@ -69,7 +69,7 @@ class ThreadRepository:
         self._cache_lock = threading.Lock()
         self._stripes = [threading.Lock() for _ in range(STRIPES)]
         self._counting = threading.Lock()
-        self.conflicts = 0  # storage conflicts retried
+        self.conflicts = 0  # storage conflicts retried (versions taken, ids taken)
         self.snapshot_failures = 0  # snapshot writes that failed (logged); the log stays whole
 
     def transact(self, thread_id: str, command: C, outcome: Outcome[C, R]) -> tuple[R, int]:
@@ -121,6 +121,8 @@ class ThreadRepository:
                     # The id table holds an id the state did not know (it was restored from a
                     # snapshot): learn the ids the write used and decide again, as the decision
                     # would have on the whole log. Nothing was written.
+                    with self._counting:
+                        self.conflicts += 1
                     refreshed = self._refresh(state)
                     learned = self._learn(state, {claim.key for claim in claims.claims(events)})
                     if not (refreshed or learned):

@@ -1,5 +1,7 @@
 """Random command sequences against a Mailbox and a reference model, with the invariants
-(docs/semantics.md §7) checked after every step, on every backend."""
+(docs/semantics.md §7) checked after every step, on every backend. The mailbox snapshots the
+thread after every command, and a rule swaps it for a fresh one on the same store: the commands
+after it decide on a state restored from a snapshot (ADR 0010: no ids before it)."""
 
 from __future__ import annotations
 
@@ -24,11 +26,14 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 from reference_model import Model, Refused
-from threadbox import DeliveryBoundary, DeliveryMode, Message, ThreadState
+from threadbox import DeliveryBoundary, DeliveryMode, Mailbox, Message, Settings, ThreadState
+from threadbox.application.views import ProjectedViews
 from threadbox.domain import errors
+from threadbox.infrastructure.views.memory import MemoryViewBackend
 
 B = DeliveryBoundary
 T = "thread"
+EVERY_VERSION = Settings(snapshot_interval=1)  # a snapshot after every command
 R = TypeVar("R")
 TEXTS = st.sampled_from(["a", "b", "c"])
 
@@ -42,7 +47,7 @@ class MailboxMachine(RuleBasedStateMachine):
         super().__init__()
         self.workdir = Path(tempfile.mkdtemp(prefix="threadbox-stateful-"))
         self.schema = f"stateful_{uuid.uuid4().hex[:12]}"
-        self.mailbox = threadbox.open(self.store_url())
+        self.mailbox = threadbox.open(self.store_url(), settings=EVERY_VERSION)
         self.model = Model()
         self.counter = itertools.count(1)
         self.seen: dict[int, ThreadState] = {}  # the live thread after each step, by version
@@ -230,6 +235,17 @@ class MailboxMachine(RuleBasedStateMachine):
         self.both(
             lambda: self.model.hide(message_id), lambda: self.mailbox.hide(T, message_id, "x")
         )
+
+    @rule()
+    def start_cold(self) -> None:
+        """A new mailbox on the same store: nothing cached, the thread loads from its snapshot."""
+        if self.store_url() == "memory://":
+            store = self.mailbox.store  # the store lives in the old mailbox's process memory
+            views = ProjectedViews(store, MemoryViewBackend())
+            self.mailbox = Mailbox(store, views, EVERY_VERSION)
+            return
+        self.mailbox.close()
+        self.mailbox = threadbox.open(self.store_url(), settings=EVERY_VERSION)
 
     # ---- invariants (docs/semantics.md §7) -------------------------------------------------
 
