@@ -5,7 +5,8 @@ Per thread: seqs run 1..N without gaps, no message is committed twice, every del
 fate (pending, then committed, retracted or expired), at most one run is open at any version and
 the pending zone at the end is exactly the delivered ids still pending. On a sample of the longest
 threads: the state at a past version equals the fold of events 1..v, and snapshot + tail gives
-what the full fold gives to decisions. Last, the views are verified against the log (invariant 5).
+what the full fold gives to decisions. Every thread's ids are in the id table, at the version that
+used them first. Last, the views are verified against the log (invariant 5).
 
 ``audit(store, views)`` returns an ``AuditReport``; ``threadbox audit`` prints one.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from threadbox.domain.claims import ClaimKey, claims
 from threadbox.domain.events import (
     AnyThreadEvent,
     MessagesDelivered,
@@ -151,6 +153,23 @@ def audit_reads(store: EventStore, thread_id: str, events: list[AnyThreadEvent])
     return problems
 
 
+def audit_ids(store: EventStore, thread_id: str, events: list[AnyThreadEvent]) -> list[str]:
+    """Every id the thread's log uses is in the id table, at the version that first used it
+    (ADR 0010): a missing row would let the id be used again."""
+    expected: dict[ClaimKey, int] = {}
+    for claim in claims(events):
+        expected.setdefault(claim.key, claim.version)
+    found = store.claimed(thread_id, expected)
+    missing = sorted(f"{k.kind}:{k.id}" for k in expected if k not in found)
+    moved = sorted(f"{k.kind}:{k.id}" for k, v in expected.items() if found.get(k, v) != v)
+    problems = []
+    if missing:
+        problems.append(f"id table: {len(missing)} ids of the log missing: {missing[:5]}")
+    if moved:
+        problems.append(f"id table: {len(moved)} ids at another version: {moved[:5]}")
+    return problems
+
+
 def audit(
     store: EventStore, views: Views, *, sample: int = SAMPLE, progress: Progress | None = None
 ) -> AuditReport:
@@ -177,6 +196,9 @@ def audit(
     for tid in longest:
         if not audited[tid].problems:  # a history that fails its own checks is already reported
             problems.extend(f"{tid}: {p}" for p in audit_reads(store, tid, logs[tid]))
+    for tid, log in logs.items():
+        if not audited[tid].problems:
+            problems.extend(f"{tid}: {p}" for p in audit_ids(store, tid, log))
     verified = views.verify(progress=_second_half(progress, total))
     problems.extend(f"views: {d}" for d in verified.differences[:MOST_DIFFERENCES])
     events = sum(len(e) for e in logs.values())

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import multiprocessing
 import sqlite3
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -18,8 +19,9 @@ from threadbox import DeliveryBoundary, DeliveryMode, Mailbox, Message
 from threadbox.application import transfer
 from threadbox.application.repository import ThreadRepository
 from threadbox.application.views import ProjectedViews
+from threadbox.audit import audit
 from threadbox.domain import claims
-from threadbox.domain.events import MessagesDelivered
+from threadbox.domain.events import DeliveredMessage, MessagesDelivered
 from threadbox.domain.thread import Thread, fold
 from threadbox.errors import (
     AlreadyConsumed,
@@ -28,7 +30,12 @@ from threadbox.errors import (
     NotPending,
     ReorderMismatch,
 )
-from threadbox.infrastructure.codec import SNAPSHOT_TOPIC, decode_snapshot, stream_id
+from threadbox.infrastructure.codec import (
+    SNAPSHOT_TOPIC,
+    decode_snapshot,
+    encode_event,
+    stream_id,
+)
 from threadbox.infrastructure.id_table import TABLE
 from threadbox.infrastructure.store import StoreLocation
 from threadbox.infrastructure.views.memory import MemoryViewBackend
@@ -408,3 +415,18 @@ def test_what_a_cold_state_learns_agrees_with_the_fold_of_the_whole_log(
     assert repository._learn(state, keys)
     assert state.used == full.used and state.hidden == full.hidden == {"out"}
     assert state.earlier_run_ids | set(state.runs) == set(full.runs)
+
+
+def test_the_audit_reports_an_id_of_the_log_missing_from_the_id_table(mailbox: Mailbox) -> None:
+    mailbox.deliver(T, [Message.user("a", id="a")])
+    mailbox.deliver("fine", [Message.user("b", id="b")])
+    ghost = MessagesDelivered(
+        thread_id=T,
+        version=3,
+        timestamp=datetime.now(UTC),
+        messages=[DeliveredMessage(message=Message.user("g", id="ghost"), mode=DeliveryMode())],
+    )
+    # written past the store's one insert, as a process of an older version would
+    mailbox.store.events.insert_events([encode_event(ghost)])  # type: ignore[attr-defined]
+    report = audit(mailbox.store, mailbox.views)
+    assert report.problems == [f"{T}: id table: 1 ids of the log missing: ['m:ghost']"]
