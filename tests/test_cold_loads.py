@@ -4,8 +4,10 @@ the whole log — on every backend."""
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import sqlite3
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +16,7 @@ import pytest
 import threadbox
 from conftest import pg_connect
 from eventsourcing.persistence import StoredEvent
+from eventsourcing.popo import POPOApplicationRecorder
 from psycopg import sql
 from threadbox import DeliveryBoundary, DeliveryMode, Mailbox, Message
 from threadbox.application import transfer
@@ -36,7 +39,7 @@ from threadbox.infrastructure.codec import (
     encode_event,
     stream_id,
 )
-from threadbox.infrastructure.id_table import TABLE
+from threadbox.infrastructure.id_table import TABLE, ClaimingPOPORecorder
 from threadbox.infrastructure.store import StoreLocation
 from threadbox.infrastructure.views.memory import MemoryViewBackend
 
@@ -237,7 +240,7 @@ def make_old(store_url: str, backend: str, state: Thread, snapshots: str) -> Non
             conn.execute(
                 f"INSERT INTO {snapshots} VALUES (?, ?, ?, ?)",
                 (
-                    snapshot.originator_id.hex,
+                    stream_id(state.thread_id).hex,
                     snapshot.originator_version,
                     snapshot.topic,
                     snapshot.state,
@@ -430,3 +433,21 @@ def test_the_audit_reports_an_id_of_the_log_missing_from_the_id_table(mailbox: M
     mailbox.store.events.insert_events([encode_event(ghost)])  # type: ignore[attr-defined]
     report = audit(mailbox.store, mailbox.views)
     assert report.problems == [f"{T}: id table: 1 ids of the log missing: ['m:ghost']"]
+
+
+def test_the_memory_recorder_reads_a_stream_by_version_as_the_library_does() -> None:
+    ours, library = ClaimingPOPORecorder(), POPOApplicationRecorder()
+    stream, gappy = uuid.uuid4(), uuid.uuid4()
+    events = [StoredEvent(stream, v, "t", b"{}") for v in range(1, 8)]
+    events += [StoredEvent(gappy, v, "t", b"{}") for v in (1, 2, 5)]
+    for recorder in (ours, library):
+        recorder.insert_events(events)
+    for sid in (stream, gappy, uuid.uuid4()):
+        for gt, lte, desc, limit in itertools.product(
+            (None, 0, 2, 7), (None, 0, 3, 9), (False, True), (None, 0, 1, 3)
+        ):
+            read = {
+                "by version": ours.select_events(sid, gt=gt, lte=lte, desc=desc, limit=limit),
+                "scan": library.select_events(sid, gt=gt, lte=lte, desc=desc, limit=limit),
+            }
+            assert read["by version"] == read["scan"], (gt, lte, desc, limit)
