@@ -160,12 +160,17 @@ class ClaimingSQLiteRecorder(SQLiteApplicationRecorder):
 
     def create_table(self) -> None:
         super().create_table()
+        exists = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(exists, (TABLE,))
+            if cursor.fetchone() is not None:
+                return  # upgraded already: a read-only file opens too (its reads still work)
         with self.datastore.transaction(commit=True) as cursor:
             c: sqlite3.Cursor = cast(Any, cursor).sqlite_cursor  # sqlite3's own cursor
             # A write first (it deletes nothing) takes the database's write lock: processes
             # opening it together take turns here, and only the first creates and fills the table.
             c.execute(f"DELETE FROM {self.events_table_name} WHERE 0")
-            c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,))
+            c.execute(exists, (TABLE,))
             if c.fetchone() is not None:
                 return
             c.execute(self.create_claims)
