@@ -20,10 +20,11 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
 import psycopg
-from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError, StoredEvent
 from eventsourcing.popo import POPOApplicationRecorder
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
+from eventsourcing.utils import retry
 from psycopg.sql import SQL, Composed, Identifier
 from threadbox.application.ports import IdsTaken
 from threadbox.domain.claims import Claim, ClaimKey, claims
@@ -285,8 +286,10 @@ class PostgresClaims(PostgresApplicationRecorder):
                     if total > BACKFILL_BATCH:
                         _progress(done, total)
 
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def select_claims(self, sid: uuid.UUID, keys: Iterable[ClaimKey]) -> dict[ClaimKey, int]:
-        """The version that claimed each of ``keys`` in the stream, for those it holds."""
+        """The version that claimed each of ``keys`` in the stream, for those it holds; on a
+        dropped pooled connection, again on the next one, as the library's reads do."""
         wanted = set(keys)
         ids = sorted({k.id for k in wanted})
         if not ids:

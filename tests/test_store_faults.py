@@ -22,6 +22,7 @@ import threadbox
 from fastapi.testclient import TestClient
 from pg_private import PrivateServer, free_port
 from psycopg.conninfo import conninfo_to_dict
+from threadbox.domain.claims import MESSAGE, ClaimKey
 from threadbox.errors import StoreUnavailable
 from threadbox.infrastructure.cli import build_cli
 from threadbox.infrastructure.faults import unavailability
@@ -272,3 +273,18 @@ def test_view_reads_carry_on_after_their_pooled_connections_are_terminated(
         committed = client.get(f"{T}/committed").json()["messages"]
         assert [m["message"]["id"] for m in committed] == ["m1"]
         assert client.get(f"/v1/runs/{run_id}").json()["status"] == "running"
+
+
+@pytest.mark.timeout(HANG_GUARD * 2)
+def test_id_table_lookups_carry_on_after_their_pooled_connections_are_terminated(
+    private_database: str,
+) -> None:
+    with threadbox.open(private_database) as mailbox:
+        mailbox.deliver("t1", [threadbox.Message.user("a", id="m1")])
+        delivered = mailbox.store.load("t1")[-1].version  # the event that used m1
+        keys = [ClaimKey(MESSAGE, "m1"), ClaimKey(MESSAGE, "m2")]
+        assert mailbox.store.claimed("t1", keys) == {keys[0]: delivered}
+        for _ in range(3):
+            assert terminate_other_connections(private_database) > 0
+            for _ in range(6):  # more lookups than pooled connections: each dead one is met
+                assert mailbox.store.claimed("t1", keys) == {keys[0]: delivered}
