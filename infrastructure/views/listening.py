@@ -1,5 +1,11 @@
 """Wakes the views' background catch-up on PostgreSQL NOTIFY: the store notifies its schema's
-channel after its writes commit (``threadbox.infrastructure.pg_wakeup``)."""
+channel after its writes commit (``threadbox.infrastructure.pg_wakeup``).
+
+A burst of writes is one wake-up, not one per write: after the first notification the wakeup
+lingers a moment (``linger``) and then drains every notification that arrived meanwhile, so the
+catch-up that follows applies the whole burst in one transaction (ADR 0007, "Batched view
+maintenance"). Views lag writes by about ``linger`` under load; a read that must see a write
+still catches up itself (``Views.catch_up``)."""
 
 from __future__ import annotations
 
@@ -9,29 +15,47 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+LINGER = 0.02  # seconds a wake-up waits for the rest of a burst before the catch-up runs
+
 
 class ListeningWakeup:
     """LISTEN on the events channel; the first wait only starts listening, so no insert made
     after it can be missed by the catch-up that follows."""
 
-    def __init__(self, conninfo: str, channel: str, fallback: float) -> None:
+    def __init__(
+        self, conninfo: str, channel: str, fallback: float, linger: float = LINGER
+    ) -> None:
         self.conninfo = conninfo
         self.channel = channel
         self.fallback = fallback
+        self.linger = linger
+        self.wakes = 0  # waits that returned on a notification
+        self.notifications = 0  # notifications received (several per wake under load)
         self._conn: psycopg.Connection[Any] | None = None
 
     def wait(self, stop: threading.Event) -> None:
-        """Return on a notification, or after ``fallback`` seconds."""
+        """Return on a notification (then after ``linger``, with every notification that came
+        meanwhile consumed), after ``fallback`` seconds, or once ``stop`` is set."""
         if self._conn is None or self._conn.closed:
             self._conn = psycopg.connect(self.conninfo, autocommit=True)
             self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
             return
         try:
-            for _ in self._conn.notifies(timeout=self.fallback, stop_after=1):
-                pass
+            received = self._receive(self.fallback, 1)
+            if received:
+                self.wakes += 1
+                if self.linger > 0 and not stop.wait(self.linger):
+                    self._receive(0, None)  # the rest of the burst: one catch-up for all of it
         except psycopg.Error:
             self.close()  # reconnect and listen again on the next wait
             raise
+
+    def _receive(self, timeout: float, stop_after: int | None) -> int:
+        """Consume notifications (at most ``stop_after``, waiting up to ``timeout``)."""
+        assert self._conn is not None
+        received = sum(1 for _ in self._conn.notifies(timeout=timeout, stop_after=stop_after))
+        self.notifications += received
+        return received
 
     def close(self) -> None:
         """Close the listening connection."""
