@@ -73,6 +73,12 @@ class Config(BaseSettings):
     limit_concurrency: int = Field(
         LIMITS.limit_concurrency, gt=0, description="connections beyond which requests get 503"
     )
+    workers: int = Field(
+        1,
+        gt=0,
+        description="serve processes on the one port, each with its own views follower "
+        "(PostgreSQL, or SQLite in WAL mode)",
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="origins browsers may call from (comma-separated)"
     )

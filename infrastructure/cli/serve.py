@@ -11,7 +11,9 @@ whitespace, a non-loopback host without a token unless ``--insecure``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 from typing import Annotated
 
 import typer
@@ -26,8 +28,10 @@ from threadbox.infrastructure.logs import configure_logging
 from threadbox.infrastructure.wiring import masked_url
 
 from .session import Session, reported, session_of
+from .workers import serve_workers
 
 log = logging.getLogger("threadbox.serve")
+STARTUP_FAILURE = 3  # uvicorn's exit status when the server could not start
 
 
 def register(app: typer.Typer) -> None:
@@ -51,6 +55,7 @@ def register(app: typer.Typer) -> None:
         limit_concurrency: Annotated[
             int | None, typer.Option(help=field_help("limit_concurrency"))
         ] = None,
+        workers: Annotated[int | None, typer.Option(help=field_help("workers"))] = None,
     ) -> None:
         """Serve the HTTP API.
 
@@ -67,9 +72,14 @@ def register(app: typer.Typer) -> None:
                 body_timeout=body_timeout,
                 keep_alive_timeout=keep_alive_timeout,
                 limit_concurrency=limit_concurrency,
+                workers=workers,
             )
             refuse_an_exposed_host(session, config)
             configure_logging(config.log_format, config.log_level)
+        if config.workers > 1:
+            with reported(session):
+                serve_workers(session, config)  # each worker runs serve_config
+            return
         serve_config(session, config)
 
 
@@ -91,8 +101,11 @@ def refuse_an_exposed_host(session: Session, config: Config) -> None:
     log.warning(warning)
 
 
-def serve_config(session: Session, config: Config) -> None:
-    """Open the store and serve it with ``config`` until stopped."""
+def serve_config(
+    session: Session, config: Config, sockets: list[socket.socket] | None = None
+) -> None:
+    """Open the store and serve it with ``config`` until stopped (on the listening ``sockets``
+    given, else on ``config.host``:``config.port``)."""
     store = masked_url(config.url)
     with session.mailbox(config=config) as mailbox:
         mailbox.views.start_following()  # views kept current with every process's writes
@@ -108,7 +121,7 @@ def serve_config(session: Session, config: Config) -> None:
                 "host": config.host,
                 "port": config.port,
                 "auth": bool(token),
-                "workers": 1,
+                "workers": config.workers,
                 "cors_origins": config.cors_origins,
                 "log_format": config.log_format,
             },
@@ -122,7 +135,7 @@ def serve_config(session: Session, config: Config) -> None:
             close_on_shutdown=True,
             body_timeout=config.body_timeout,
         )
-        uvicorn.run(
+        server = uvicorn.Config(
             api,
             host=config.host,
             port=config.port,
@@ -134,3 +147,8 @@ def serve_config(session: Session, config: Config) -> None:
             timeout_keep_alive=config.keep_alive_timeout,  # type: ignore[arg-type]
             limit_concurrency=config.limit_concurrency,
         )
+        instance = uvicorn.Server(server)
+        with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run
+            instance.run(sockets=sockets)
+        if not instance.started:
+            raise SystemExit(STARTUP_FAILURE)  # as uvicorn.run: the port could not be bound
