@@ -15,19 +15,29 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import assert_never
 
 from threadbox.domain.claims import ClaimKey, claims
 from threadbox.domain.events import (
     AnyThreadEvent,
+    CommittedMessageHidden,
     MessagesDelivered,
+    PendingMessageEdited,
     PendingMessageRetracted,
     PendingMessagesExpired,
     PendingMessagesFrozen,
+    PendingQueueReordered,
+    RunFinished,
     RunOutputCommitted,
+    RunResumed,
+    RunStarted,
+    RunSuspended,
+    ThreadOpened,
 )
 from threadbox.domain.records import RunStatus
 from threadbox.domain.results import thread_state
 from threadbox.domain.thread import Thread, apply_event, fold
+from threadbox.domain.values import Role, check_id
 
 from .ports import EventStore, Progress, Views
 
@@ -74,67 +84,234 @@ class AuditReport:
         return found.state if found else None
 
 
-def audit_thread(thread_id: str, events: list[AnyThreadEvent]) -> ThreadAudit:
-    """Fold one thread's events and check invariants 1-4 at every version."""
-    state = Thread(thread_id)
-    fates: dict[str, str] = {}
-    committed: set[str] = set()
-    problems: list[str] = []
-    seq = 0
+class ThreadChecker:
+    """One thread folded event by event, each event checked first against the state before it:
+    could a decision have written it there (its thread, run, pending ids, revisions, seqs,
+    ids new or known as the event needs), and do invariants 1-4 still hold after it.
 
-    def fate(message_id: str, new: str) -> None:
-        if fates.get(message_id) != "pending":
-            problems.append(f"v{state.version}: {message_id!r} {fates.get(message_id)} -> {new}")
-        fates[message_id] = new
+    ``check(event)`` folds the event and returns what is wrong with it (empty: nothing); once
+    an event does not fold, ``broken`` is set and later events are not looked at. ``finish()``
+    gives what is wrong with the end state. The audit and the import use it alike."""
 
-    def commit(message_id: str | None, at_seq: int) -> None:
-        nonlocal seq
-        if message_id in committed:
-            problems.append(f"v{state.version}: {message_id!r} committed twice")
-        if at_seq != seq + 1:
-            problems.append(f"v{state.version}: seq {at_seq} after {seq}")
-        if message_id is not None:
-            committed.add(message_id)
-        seq = at_seq
+    def __init__(self, thread_id: str) -> None:
+        self.thread_id = thread_id
+        self.state = Thread(thread_id)
+        self.fates: dict[str, str] = {}  # delivered message id -> its fate
+        self.committed: set[str] = set()
+        self.seq = 0
+        self.broken = False
 
-    for event in events:
+    def check(self, event: AnyThreadEvent) -> list[str]:
+        """What is wrong with ``event`` after the events checked so far; it is folded."""
+        if self.broken:
+            return []
+        problems = [p for p in _not_decided(self.state, event, self.thread_id)]
         try:
-            apply_event(state, event)
+            apply_event(self.state, event)
         except Exception as e:  # a history that does not fold is the finding, not a crash
-            problems.append(f"v{state.version + 1}: does not fold: {e!r}")
-            break
+            self.broken = True
+            return [*problems, f"does not fold: {e}"]
+        problems.extend(self._invariants(event))
+        return problems
+
+    def _fate(self, message_id: str, new: str, problems: list[str]) -> None:
+        if self.fates.get(message_id) != "pending":
+            problems.append(f"{message_id!r} {self.fates.get(message_id)} -> {new}")
+        self.fates[message_id] = new
+
+    def _commit(self, message_id: str | None, at_seq: int, problems: list[str]) -> None:
+        if message_id in self.committed:
+            problems.append(f"{message_id!r} committed twice")
+        if at_seq != self.seq + 1:
+            problems.append(f"seq {at_seq} after {self.seq}")
+        if message_id is not None:
+            self.committed.add(message_id)
+        self.seq = at_seq
+
+    def _invariants(self, event: AnyThreadEvent) -> list[str]:
+        problems: list[str] = []
         match event:
             case MessagesDelivered(messages=delivered):
                 for d in delivered:
                     message_id = d.message.id or ""
-                    if message_id in fates:
-                        problems.append(f"v{event.version}: {message_id!r} delivered twice")
-                    fates[message_id] = "pending"
+                    if message_id in self.fates:
+                        problems.append(f"{message_id!r} delivered twice")
+                    self.fates[message_id] = "pending"
             case PendingMessageRetracted(pending_id=pending_id):
-                fate(pending_id, "retracted")
+                self._fate(pending_id, "retracted", problems)
             case PendingMessagesExpired(pending_ids=pending_ids):
                 for pending_id in pending_ids:
-                    fate(pending_id, "expired")
+                    self._fate(pending_id, "expired", problems)
             case PendingMessagesFrozen(messages=frozen):
                 for m in frozen:
-                    fate(m.message.id or "", "committed")
-                    commit(m.message.id, m.seq)
+                    self._fate(m.message.id or "", "committed", problems)
+                    self._commit(m.message.id, m.seq, problems)
             case RunOutputCommitted(messages=outputs):
                 for o in outputs:
-                    commit(o.message.id, o.seq)
+                    self._commit(o.message.id, o.seq, problems)
             case _:
                 pass
+        state = self.state
         open_runs = [r.run_id for r in state.runs.values() if r.status is not RunStatus.DONE]
         if len(open_runs) > 1:
-            problems.append(f"v{event.version}: {len(open_runs)} open runs {open_runs}")
-    pending_ids = [p.pending_id for p in state.pending]
-    if sorted(pending_ids) != sorted(i for i, f in fates.items() if f == "pending"):
-        problems.append("pending zone does not match the delivered messages still pending")
-    if len(set(pending_ids)) != len(pending_ids) or set(pending_ids) & committed:
-        problems.append("a pending id is repeated or also committed")
-    if state.last_seq != seq:
-        problems.append(f"last seq {state.last_seq} != {seq}")
-    return ThreadAudit(thread_id, state, fates, problems)
+            problems.append(f"{len(open_runs)} open runs {open_runs}")
+        return problems
+
+    def finish(self) -> list[str]:
+        """What is wrong with the state after the last event (nothing if it did not fold)."""
+        if self.broken:
+            return []
+        state, problems = self.state, []
+        pending_ids = [p.pending_id for p in state.pending]
+        if sorted(pending_ids) != sorted(i for i, f in self.fates.items() if f == "pending"):
+            problems.append("pending zone does not match the delivered messages still pending")
+        if len(set(pending_ids)) != len(pending_ids) or set(pending_ids) & self.committed:
+            problems.append("a pending id is repeated or also committed")
+        if state.last_seq != self.seq:
+            problems.append(f"last seq {state.last_seq} != {self.seq}")
+        return problems
+
+
+def _bad_id(value: object, what: str) -> list[str]:
+    try:
+        check_id(value, what)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as e:
+        return [str(e)]
+    return []
+
+
+def _not_decided(state: Thread, event: AnyThreadEvent, thread_id: str) -> list[str]:
+    """Why no decision could have written ``event`` on ``state`` (empty: one could)."""
+    name = type(event).__name__
+    if event.thread_id != thread_id:
+        return [f"{name} belongs to thread {event.thread_id!r}, not {thread_id!r}"]
+    if (event.version == 1) != isinstance(event, ThreadOpened):
+        return [
+            f"{name} at version {event.version}: a thread's first event, and only it, is "
+            "ThreadOpened"
+        ]
+    pending = {p.pending_id: p for p in state.pending}
+    running, waiting, open_run = state.running_run_id, state.waiting_run_id, state.open_run_id
+
+    def not_pending(ids: list[str]) -> list[str]:
+        return [f"{name} names {i!r}, which is not pending" for i in ids if i not in pending]
+
+    def new_ids(messages: list[str | None]) -> list[str]:
+        if any(i is None for i in messages):
+            return [f"{name} holds a message without an id"]
+        found = [f"{name} reuses message id {i!r}" for i in messages if i in state.used]
+        if len(set(messages)) != len(messages):
+            found.append(f"{name} repeats a message id")
+        return found
+
+    def seqs(numbers: list[int]) -> list[str]:
+        expected = list(range(state.last_seq + 1, state.last_seq + 1 + len(numbers)))
+        return [] if numbers == expected else [f"{name} seqs {numbers}, expected {expected}"]
+
+    def runs(run_id: str, should_be: str | None, what: str) -> list[str]:
+        if run_id != should_be:
+            return [f"{name} for run {run_id!r}, which is not {what} (that is {should_be!r})"]
+        return []
+
+    match event:
+        case ThreadOpened():
+            return []
+        case MessagesDelivered(messages=delivered):
+            if not delivered:
+                return [f"{name} delivers nothing"]
+            return new_ids([d.message.id for d in delivered])
+        case PendingMessageEdited(pending_id=pending_id, message=message, revision=revision):
+            problems = not_pending([pending_id])
+            if problems:
+                return problems
+            if message.id != pending_id:
+                problems.append(f"{name} gives {pending_id!r} the id {message.id!r}")
+            if revision != pending[pending_id].revision + 1:
+                problems.append(f"{name} revision {revision} after {pending[pending_id].revision}")
+            return problems
+        case PendingMessageRetracted(pending_id=pending_id, revision=revision):
+            problems = not_pending([pending_id])
+            if not problems and revision != pending[pending_id].revision:
+                problems.append(
+                    f"{name} at revision {revision}, the entry is at {pending[pending_id].revision}"
+                )
+            return problems
+        case PendingQueueReordered(order=order):
+            if sorted(order) != sorted(pending) or len(set(order)) != len(order):
+                return [f"{name} order is not a permutation of the pending ids"]
+            return []
+        case PendingMessagesExpired(run_id=run_id, pending_ids=pending_ids):
+            problems = _bad_id(run_id, "run_id") or not_pending(pending_ids)
+            if not pending_ids:
+                problems.append(f"{name} expires nothing")
+            problems.extend(
+                f"{name} expires {i!r}, which is not aimed at run {run_id!r}"
+                for i in pending_ids
+                if i in pending and pending[i].mode.target_run_id != run_id
+            )
+            return problems
+        case RunStarted(run_id=run_id):
+            problems = _bad_id(run_id, "run_id")
+            if state.run_id_used(run_id):
+                problems.append(f"{name} reuses run id {run_id!r}")
+            if open_run is not None:
+                problems.append(f"{name} while run {open_run!r} is open")
+            return problems
+        case RunResumed(run_id=run_id):
+            return runs(run_id, waiting, "waiting")
+        case RunSuspended(run_id=run_id):
+            return runs(run_id, running, "running")
+        case RunFinished(run_id=run_id):
+            return runs(run_id, open_run, "open")
+        case PendingMessagesFrozen(run_id=run_id, messages=frozen, first_seq=first, last_seq=last):
+            problems = runs(run_id, running, "running")
+            if not frozen:
+                return [*problems, f"{name} freezes nothing"]
+            ids = [m.message.id or "" for m in frozen]
+            problems.extend(not_pending(ids))
+            problems.extend(seqs([m.seq for m in frozen]))
+            if (first, last) != (frozen[0].seq, frozen[-1].seq):
+                problems.append(f"{name} seqs {first}..{last} do not span its messages")
+            for m, i in zip(frozen, ids, strict=True):
+                p = pending.get(i)
+                if p is not None and (m.message, m.mode, m.revision) != (
+                    p.message,
+                    p.mode,
+                    p.revision,
+                ):
+                    problems.append(f"{name} commits {i!r} other than it is pending")
+            return problems
+        case RunOutputCommitted(run_id=run_id, messages=outputs):
+            problems = runs(run_id, running, "running")
+            if not outputs:
+                return [*problems, f"{name} commits nothing"]
+            problems.extend(new_ids([o.message.id for o in outputs]))
+            problems.extend(seqs([o.seq for o in outputs]))
+            problems.extend(
+                f"{name} commits a user message as an output"
+                for o in outputs
+                if o.message.role is Role.USER
+            )
+            return problems
+        case CommittedMessageHidden(message_id=message_id, seq=seq):
+            if state.used.get(message_id) != ("committed", seq):
+                return [f"{name}: {message_id!r} is not committed at seq {seq}"]
+            return []
+        case _:
+            assert_never(event)
+
+
+def audit_thread(thread_id: str, events: list[AnyThreadEvent]) -> ThreadAudit:
+    """Fold one thread's events; check each against the state before it and invariants 1-4
+    at every version."""
+    checker = ThreadChecker(thread_id)
+    problems: list[str] = []
+    for event in events:
+        problems.extend(f"v{event.version}: {p}" for p in checker.check(event))
+        if checker.broken:
+            break
+    problems.extend(checker.finish())
+    return ThreadAudit(thread_id, checker.state, checker.fates, problems)
 
 
 def audit_reads(store: EventStore, thread_id: str, events: list[AnyThreadEvent]) -> list[str]:

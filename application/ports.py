@@ -160,6 +160,10 @@ class EventArchive(Protocol):
     def event_type_name(self, topic: str) -> str:
         """The event type a stored topic names; ``ValueError`` if it names none."""
 
+    def decoded(self, event: ArchivedEvent) -> AnyThreadEvent:
+        """The event an archived one decodes to under the current schema (upcast);
+        ``ValueError`` (pydantic's ``ValidationError`` is one) unless it decodes exactly."""
+
     def append_archived(self, events: Sequence[ArchivedEvent]) -> None:
         """Append events as they are, atomically, with the ids they use in the id table (the
         one insert ``append`` uses); versions still guard (``StreamConflict``), and ids are used

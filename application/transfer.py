@@ -3,18 +3,26 @@ exactly, so importing into an empty store reproduces the same history.
 
 One line per stored event: ``{"thread_id", "version", "type", "topic", "timestamp", "state"}``,
 ``state`` being the stored payload (upcast on read, never here). Import appends after what a
-thread already has, never over it: a file that does not continue a thread is refused before
-anything is written.
+thread already has, never over it, and only what the domain could have written: every stream
+of the file is checked first (each event decodes exactly, the thread folds from version 1 with
+every event one a decision could have written, the invariants hold), and a file with any bad
+stream is refused before anything is written, each problem naming its line. Each stream is
+then written in one atomic write.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from threadbox.domain.errors import InvalidInput, ThreadNotFound
+from threadbox.domain.errors import ImportRefused, InvalidInput, ThreadNotFound
+from threadbox.domain.values import check_id
+from threadbox.projections import changes_for
+from threadbox.projections.tables import Tables
 
+from .audit import ThreadChecker
 from .ports import (
     ArchivedEvent,
     EventArchive,
@@ -27,8 +35,6 @@ from .ports import (
 
 BATCH = 500  # events per read of the log, and per write of an import
 PROGRESS_EVERY = 1000  # lines between two progress reports
-
-Streams = dict[str, list[ArchivedEvent]]  # by thread id, in file order
 
 
 def archive_of(store: EventStore) -> EventArchive:
@@ -77,81 +83,217 @@ def _exported(archive: EventArchive, thread_ids: Sequence[str]) -> Iterator[Arch
         position = batch[-1][0]
 
 
+@dataclass(frozen=True)
+class Line:
+    """One event of an import file, with the number of its line."""
+
+    number: int
+    event: ArchivedEvent
+
+
+Streams = dict[str, list[Line]]  # by thread id, in file order
+
+MOST_PROBLEMS = 20  # of a refused file, named in the error's message
+
+
+class NotAnEvent(ValueError):
+    """A line of an import file is not an exported event; the message says why."""
+
+
 def parse_line(archive: EventArchive, raw: bytes, number: int) -> ArchivedEvent:
-    """One exported event; ``InvalidInput`` naming the line if it is not one."""
+    """One exported event; ``ImportRefused`` naming the line and why if it is not one."""
     try:
-        record: dict[str, Any] = orjson.loads(raw)
-        thread_id, version, topic, state = (
-            record["thread_id"],
-            record["version"],
-            record["topic"],
-            record["state"],
-        )
+        return _parsed(archive, raw)
+    except NotAnEvent as bad:
+        text = f"line {number} is not an exported event: {bad}"
+        raise ImportRefused(f"import refused, nothing written: {text}", [text]) from None
+
+
+def _parsed(archive: EventArchive, raw: bytes) -> ArchivedEvent:
+    try:
+        record = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise NotAnEvent(f"not JSON ({e})") from None
+    if not isinstance(record, dict):
+        raise NotAnEvent("not a JSON object")
+    missing = [k for k in ("thread_id", "version", "topic", "state") if k not in record]
+    if missing:
+        raise NotAnEvent(f"no {', '.join(missing)}")
+    thread_id, version, topic, state = (
+        record[k] for k in ("thread_id", "version", "topic", "state")
+    )
+    try:
+        check_id(thread_id, "thread_id", blank_ok=True)
+    except (TypeError, ValueError) as e:
+        raise NotAnEvent(f"{e}") from None
+    if type(version) is not int or not 1 <= version < 2**63:
+        raise NotAnEvent(f"version {version!r} is not a whole number >= 1")
+    if not isinstance(topic, str):
+        raise NotAnEvent(f"topic {topic!r} is not a string")
+    try:
         name = archive.event_type_name(topic)
-        if not isinstance(version, int) or version < 1 or state.get("thread_id") != thread_id:
-            raise ValueError("version or thread_id do not match the event")
-    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as bad:
-        raise InvalidInput(f"line {number} is not an exported event: {bad}", "file") from None
+    except ValueError as e:
+        raise NotAnEvent(str(e)) from None
+    if not isinstance(state, dict):
+        raise NotAnEvent("state is not a JSON object")
+    if state.get("thread_id") != thread_id:
+        raise NotAnEvent(f"state's thread_id {state.get('thread_id')!r} is not {thread_id!r}")
+    if type(state.get("version")) is not int or state["version"] != version:
+        raise NotAnEvent(f"state's version {state.get('version')!r} is not the line's {version}")
+    if record.get("type", name) != name:
+        raise NotAnEvent(f"type {record['type']!r} is not the topic's {name!r}")
+    if record.get("timestamp", state.get("timestamp")) != state.get("timestamp"):
+        raise NotAnEvent(f"timestamp {record['timestamp']!r} is not the state's")
+    try:
+        orjson.dumps(state)
+    except orjson.JSONEncodeError as e:
+        raise NotAnEvent(f"state cannot be stored: {e}") from None
     return ArchivedEvent(thread_id, version, name, topic, state)
 
 
 def read_streams(
     archive: EventArchive, lines: Iterable[bytes], size: int, progress: Progress | None = None
 ) -> Streams:
-    """The exported events of a file (``size`` bytes; 0 if unknown), by thread."""
+    """The exported events of a file (``size`` bytes; 0 if unknown), by thread;
+    ``ImportRefused`` naming every line that is not an exported event."""
     streams: Streams = {}
+    problems: list[str] = []
     done = 0
     for number, raw in enumerate(lines, start=1):
         done += len(raw)
         if raw.strip():
-            event = parse_line(archive, raw, number)
-            streams.setdefault(event.thread_id, []).append(event)
+            try:
+                event = _parsed(archive, raw)
+            except NotAnEvent as bad:
+                problems.append(f"line {number} is not an exported event: {bad}")
+            else:
+                streams.setdefault(event.thread_id, []).append(Line(number, event))
         if progress is not None and number % PROGRESS_EVERY == 0:
             progress(done, max(size, done))
+    refuse(problems)
     return streams
 
 
-def check_fits(archive: EventArchive, streams: Streams) -> None:
-    """Refuse before writing anything: each thread must continue where the store's copy ends."""
-    for thread_id, events in streams.items():
-        at = archive.stored_version(thread_id)
-        for expected, event in enumerate(events, start=at + 1):
-            if event.version != expected:
-                raise InvalidInput(
-                    f"thread {thread_id!r}: the store is at version {at}, the file has version "
-                    f"{event.version} where {expected} would come next; import does not overwrite",
-                    "file",
-                )
+def refuse(problems: list[str]) -> None:
+    """``ImportRefused`` listing the problems (the first ``MOST_PROBLEMS`` in its message)."""
+    if not problems:
+        return
+    shown = "; ".join(problems[:MOST_PROBLEMS])
+    more = len(problems) - MOST_PROBLEMS
+    text = f"import refused, nothing written: {shown}" + (f" (and {more} more)" if more > 0 else "")
+    raise ImportRefused(text, problems)
+
+
+def check_stream(
+    store: EventStore,
+    archive: EventArchive,
+    thread_id: str,
+    lines: list[Line],
+    *,
+    skip_existing: bool = False,
+) -> tuple[list[Line], list[str]]:
+    """The lines of one thread's stream still to write, and what is wrong with it (each
+    problem names its line). A stream is written only if it continues the store's copy of the
+    thread, every event decodes exactly under the current schema, and the whole thread folds
+    from version 1 through the domain's fold with every event one a decision could have
+    written and the invariants holding (``ThreadChecker``) and projects onto the views.
+    With ``skip_existing``, events the store already holds, identical, are left out."""
+    stored = archive.archived(thread_id) if lines else []
+    at = len(stored)
+    if skip_existing:
+        for line in [x for x in lines if x.event.version <= at]:
+            kept = stored[line.event.version - 1]
+            if (kept.topic, kept.payload) != (line.event.topic, line.event.payload):
+                return [], [
+                    f"line {line.number}: thread {thread_id!r} version {line.event.version} "
+                    "differs from the store's copy"
+                ]
+        lines = [x for x in lines if x.event.version > at]
+    for expected, line in enumerate(lines, start=at + 1):
+        if line.event.version != expected:
+            return [], [
+                f"line {line.number}: thread {thread_id!r}: the store is at version {at}, the "
+                f"file has version {line.event.version} where {expected} would come next; "
+                "import does not overwrite"
+            ]
+    checker = ThreadChecker(thread_id)
+    tables = Tables()
+    for event in store.load(thread_id) if at else []:
+        if checker.check(event):
+            return [], [
+                f"line {lines[0].number if lines else 0}: thread {thread_id!r}: the "
+                "store's copy does not fold"
+            ]
+        _project(tables, type(event).__name__, event.model_dump(mode="json"), event.version)
+    for line in lines:
+        where = f"line {line.number} (thread {thread_id!r}, version {line.event.version}): "
+        try:
+            event = archive.decoded(line.event)
+        except ValueError as e:
+            return [], [f"{where}does not decode as {line.event.type}: {_first_line(e)}"]
+        problems = checker.check(event)
+        if not problems:
+            try:
+                _project(tables, line.event.type, event.model_dump(mode="json"), event.version)
+            except Exception as e:  # the views would fail on it: the finding, not a crash
+                problems = [f"the views cannot apply it: {type(e).__name__} {e}"]
+        if problems:
+            return [], [where + "; ".join(problems)]
+    if lines and (problems := checker.finish()):
+        return [], [f"line {lines[-1].number} (thread {thread_id!r}, end): " + "; ".join(problems)]
+    return lines, []
+
+
+def _project(tables: Tables, event_type: str, payload: dict[str, Any], position: int) -> None:
+    for change in changes_for(event_type, payload, position):
+        tables.apply(change)
+
+
+def _first_line(error: Exception) -> str:
+    return " ".join(str(error).strip().splitlines()[:3])
 
 
 def import_streams(
-    archive: EventArchive, views: Views, streams: Streams, progress: Progress | None = None
+    store: EventStore,
+    views: Views,
+    streams: Streams,
+    progress: Progress | None = None,
+    *,
+    skip_existing: bool = False,
 ) -> int:
-    """Append the streams (checked first: ``check_fits``), then catch the views up; returns
-    how many events were written. A thread written to meanwhile stops the import there."""
-    check_fits(archive, streams)
+    """Check every stream (``check_stream``), then, if none is refused, append each stream in
+    one atomic write and catch the views up; returns how many events were written.
+    ``ImportRefused`` (nothing written) naming each refused stream's line and reason. A
+    thread written to meanwhile stops the import there: nothing of it is written."""
+    archive = archive_of(store)
+    checked: list[tuple[str, list[Line]]] = []
+    problems: list[str] = []
+    for thread_id, lines in streams.items():
+        kept, found = check_stream(store, archive, thread_id, lines, skip_existing=skip_existing)
+        problems.extend(found)
+        if kept:
+            checked.append((thread_id, kept))
+    refuse(problems)
     written = 0
-    total = sum(len(events) for events in streams.values())
-    for thread_id, events in streams.items():
-        for start in range(0, len(events), BATCH):
-            batch = events[start : start + BATCH]
-            try:
-                archive.append_archived(batch)
-            except StreamConflict:
-                raise InvalidInput(
-                    f"thread {thread_id!r} changed while importing; nothing after "
-                    f"its version {batch[0].version - 1} was written",
-                    "file",
-                ) from None
-            except IdsTaken:
-                raise InvalidInput(
-                    f"thread {thread_id!r}: events {batch[0].version}..{batch[-1].version} "
-                    "use an id (message, run or hiding) the thread already used; nothing from "
-                    f"version {batch[0].version} on was written",
-                    "file",
-                ) from None
-            written += len(batch)
-            if progress is not None:
-                progress(written, total)
+    total = sum(len(lines) for _, lines in checked)
+    for done, (thread_id, lines) in enumerate(checked):
+        try:
+            archive.append_archived([line.event for line in lines])
+        except StreamConflict:
+            raise ImportRefused(
+                f"thread {thread_id!r} changed while importing; nothing of it was written "
+                f"({done} threads, {written} events, were imported before it)",
+                [f"line {lines[0].number}: thread {thread_id!r} changed while importing"],
+            ) from None
+        except IdsTaken:  # the checks refuse a used id first: another writer took it meanwhile
+            raise ImportRefused(
+                f"thread {thread_id!r} uses an id (message, run or hiding) the thread already "
+                f"used; nothing of it was written ({done} threads, {written} events, were "
+                "imported before it)",
+                [f"line {lines[0].number}: thread {thread_id!r} uses an id already used"],
+            ) from None
+        written += len(lines)
+        if progress is not None:
+            progress(written, total)
     views.catch_up()
     return written

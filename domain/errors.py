@@ -278,3 +278,27 @@ class StoreUnavailable(ThreadboxError):
     code = "store_unavailable"
     template = "the store cannot be used now: {e.reason}"
     reason: str
+
+
+@dataclass(eq=False, repr=False)
+class CorruptHistory(ThreadboxError):
+    """A thread's stored events cannot be decoded or folded (written past the decisions: by a
+    buggy older version, or by hand); ``reason`` says what is wrong with event ``version``."""
+
+    code = "corrupt_history"
+    template = "thread {e.thread_id!r} cannot be read: event version {e.version}: {e.reason}"
+    thread_id: str
+    version: int
+    reason: str
+
+
+@dataclass(eq=False, repr=False)
+class ImportRefused(ThreadboxError):
+    """An import file holds streams that cannot be written as they are; ``problems`` names
+    each one's line and reason. Nothing of a refused stream is written."""
+
+    code = "import_refused"
+    template = "{e.text}"
+    message_only = frozenset({"text"})
+    text: str
+    problems: list[str]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import assert_never
 
+from .errors import CorruptHistory
 from .events import (
     AnyThreadEvent,
     CommittedMessageHidden,
@@ -228,12 +229,20 @@ def _message_id(message: Message, event: ThreadEvent) -> str:
 
 
 def apply_event(state: Thread, event: AnyThreadEvent) -> None:
-    """Apply one event to ``state``, in place; its version must be the next one."""
+    """Apply one event to ``state``, in place; its version must be the next one.
+    ``CorruptHistory`` if it cannot follow the state (a history written past the decisions)."""
     if event.version != state.version + 1:
-        raise ValueError(
-            f"thread {state.thread_id!r}: event version {event.version} "
-            f"does not follow state version {state.version}"
+        raise CorruptHistory(
+            state.thread_id, event.version, f"does not follow version {state.version}"
         )
+    try:
+        _apply(state, event)
+    except (KeyError, IndexError, ValueError) as e:  # the state is left half applied: drop it
+        reason = f"{type(event).__name__} does not apply: {type(e).__name__} {e}"
+        raise CorruptHistory(state.thread_id, event.version, reason) from e
+
+
+def _apply(state: Thread, event: AnyThreadEvent) -> None:
     state.version = event.version
     at = event.timestamp
     match event:

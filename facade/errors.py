@@ -3,7 +3,9 @@
 from threadbox.domain.errors import (
     AlreadyConsumed,
     Contention,
+    CorruptHistory,
     DeliveryBlocked,
+    ImportRefused,
     InvalidInput,
     MessageIdInUse,
     MessageNotFound,
@@ -27,7 +29,9 @@ from threadbox.domain.errors import (
 __all__ = [
     "AlreadyConsumed",
     "Contention",
+    "CorruptHistory",
     "DeliveryBlocked",
+    "ImportRefused",
     "InvalidInput",
     "MessageIdInUse",
     "MessageNotFound",

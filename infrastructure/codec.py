@@ -14,6 +14,7 @@ from typing import Any, cast
 import orjson
 from eventsourcing.persistence import StoredEvent
 from threadbox.application.ports import ArchivedEvent
+from threadbox.domain.errors import CorruptHistory
 from threadbox.domain.events import EVENT_TYPES, AnyThreadEvent, ThreadEvent
 from threadbox.domain.records import RunStatus, Termination
 from threadbox.domain.thread import Pending, PendingQueue, Run, Thread
@@ -62,8 +63,28 @@ def decode_payload(topic: str, state: bytes) -> tuple[type[ThreadEvent], dict[st
 
 
 def decode_event(stored: StoredEvent) -> AnyThreadEvent:
-    cls, payload = decode_payload(stored.topic, stored.state)
-    return cast(AnyThreadEvent, cls.model_validate(payload))
+    """A stored event as its current class; ``CorruptHistory`` if it does not decode (one
+    written past the decisions, by hand or by a buggy older version)."""
+    try:
+        cls, payload = decode_payload(stored.topic, stored.state)
+        return cast(AnyThreadEvent, cls.model_validate(payload))
+    except (ValueError, KeyError, TypeError) as e:  # pydantic's ValidationError is a ValueError
+        reason = f"does not decode as {stored.topic.rpartition(':')[2]}: {_first_line(e)}"
+        raise CorruptHistory(_thread_of(stored), stored.originator_version, reason) from e
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return " ".join(text.splitlines()[:3]) if text else type(error).__name__
+
+
+def _thread_of(stored: StoredEvent) -> str:
+    """The thread an undecodable event names, as far as it can be read."""
+    try:
+        thread_id = orjson.loads(stored.state).get("thread_id")
+    except (orjson.JSONDecodeError, AttributeError):
+        thread_id = None
+    return thread_id if isinstance(thread_id, str) else f"stream {stored.originator_id}"
 
 
 def archived_of(stored: StoredEvent) -> ArchivedEvent:
@@ -73,6 +94,38 @@ def archived_of(stored: StoredEvent) -> ArchivedEvent:
     return ArchivedEvent(
         payload["thread_id"], stored.originator_version, name, stored.topic, payload
     )
+
+
+def decode_archived(event: ArchivedEvent) -> AnyThreadEvent:
+    """An exported event decoded under the current schema (upcast from its ``"_v"``), with
+    ``ValueError`` unless it decodes exactly: the upcast payload must be the JSON of the event
+    it decodes to, field for field and type for type (no ``true`` for ``1``, no ``"1"`` for 1),
+    with a UTC timestamp; else the projections, which read the payload, and the fold, which
+    reads the event, would disagree."""
+    cls = event_type(event.topic)
+    payload = dict(event.payload)
+    stored_version = payload.pop("_v", 1)
+    if type(stored_version) is not int or not 1 <= stored_version <= cls.class_version:
+        raise ValueError(f'"_v" {stored_version!r} is not a version of {cls.__name__}')
+    upcast = cls.upcast(payload, stored_version)
+    decoded = cast(AnyThreadEvent, cls.model_validate(upcast))
+    offset = decoded.timestamp.utcoffset()
+    if offset is None or offset.total_seconds() != 0:
+        raise ValueError(f"timestamp {upcast['timestamp']!r} is not in UTC")
+    canonical = decoded.model_dump(mode="json")
+    if _sorted_json(canonical) != _sorted_json(upcast):
+        field = next(
+            (k for k in canonical if _sorted_json(canonical[k]) != _sorted_json(upcast.get(k))),
+            "?",
+        )
+        raise ValueError(
+            f"field {field!r} is {upcast.get(field)!r}, which decodes as {canonical[field]!r}"
+        )
+    return decoded
+
+
+def _sorted_json(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
 def stored_of(event: ArchivedEvent) -> StoredEvent:

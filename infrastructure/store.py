@@ -39,6 +39,7 @@ from threadbox.domain.thread import Thread
 
 from .codec import (
     archived_of,
+    decode_archived,
     decode_event,
     decode_payload,
     decode_snapshot,
@@ -331,6 +332,9 @@ class RecorderStore:
 
     def event_type_name(self, topic: str) -> str:
         return event_type(topic).__name__
+
+    def decoded(self, event: ArchivedEvent) -> AnyThreadEvent:
+        return decode_archived(event)
 
     @translating
     def append_archived(self, events: Sequence[ArchivedEvent]) -> None:

@@ -1,6 +1,6 @@
 """The audit of a store (``threadbox.audit``, ``threadbox audit``): a clean history passes; a
 history written wrong by hand — a breach of each invariant I-1 to I-4 that the views can still
-apply — is reported with the thread it is in."""
+apply — is reported with the thread it is in, after what no decision could have written."""
 
 from __future__ import annotations
 
@@ -86,17 +86,29 @@ def delivery(message_id: str) -> dict[str, Any]:
 # A breach of each invariant, forged in thread "t" after "t-m0" was committed at seq 1 by
 # "run-1", still running (the forged event is version 5); and what the audit reports.
 BREACHES = {
-    "I-1 committed twice": (RunOutputCommitted, output("t-m0", 2), ["v5: 't-m0' committed twice"]),
-    "I-1 a gap in the seqs": (RunOutputCommitted, output("fresh", 5), ["v5: seq 5 after 1"]),
+    "I-1 committed twice": (
+        RunOutputCommitted,
+        output("t-m0", 2),
+        ["v5: RunOutputCommitted reuses message id 't-m0'", "v5: 't-m0' committed twice"],
+    ),
+    "I-1 a gap in the seqs": (
+        RunOutputCommitted,
+        output("fresh", 5),
+        ["v5: RunOutputCommitted seqs [5], expected [2]", "v5: seq 5 after 1"],
+    ),
     "I-2 and I-3 delivered again once committed": (
         MessagesDelivered,
         delivery("t-m0"),
-        ["v5: 't-m0' delivered twice", "a pending id is repeated or also committed"],
+        [
+            "v5: MessagesDelivered reuses message id 't-m0'",
+            "v5: 't-m0' delivered twice",
+            "a pending id is repeated or also committed",
+        ],
     ),
     "I-4 two open runs": (
         RunStarted,
         {"run_id": "run-2", "boundary": B.NEW_RUN},
-        ["v5: 2 open runs ['run-1', 'run-2']"],
+        ["v5: RunStarted while run 'run-1' is open", "v5: 2 open runs ['run-1', 'run-2']"],
     ),
 }
 

@@ -118,11 +118,13 @@ def test_export_then_import_into_an_empty_store_reproduces_the_history(
         assert {t: copy.history(t) for t in ("t1", "t2")} == originals
         assert [m.message.id for m in copy.committed("t2")] == ["m2"]
     again = run(target, "import", str(dump))
-    assert again[0] == 2
-    assert again[2].startswith("error [invalid_input]: thread 't")
+    assert again[0] == 1
+    assert again[2].startswith("error [import_refused]: import refused, nothing written: line ")
     assert "does not overwrite" in again[2]
     with threadbox.open(target) as copy:
         assert copy.history("t1") == originals["t1"]  # nothing was written twice
+    skipped = run(target, "import", "--skip-existing", str(dump))
+    assert skipped[:2] == (0, "imported 0 events of 2 threads\n")
 
 
 def test_export_of_named_threads_writes_only_those(url: str) -> None:

@@ -9,7 +9,7 @@ import pytest
 import threadbox
 from threadbox import Mailbox, Message
 from threadbox.application import transfer
-from threadbox.errors import InvalidInput
+from threadbox.errors import ImportRefused
 
 
 def write_some(mailbox: Mailbox) -> None:
@@ -25,7 +25,7 @@ def test_an_import_of_an_export_has_the_same_history(mailbox: Mailbox) -> None:
     with threadbox.open("memory://") as copy:
         archive = transfer.archive_of(copy.store)
         streams = transfer.read_streams(archive, lines, 0)
-        assert transfer.import_streams(archive, copy.views, streams) == len(lines)
+        assert transfer.import_streams(copy.store, copy.views, streams) == len(lines)
         for thread_id in ("t1", "t2"):
             assert copy.history(thread_id) == mailbox.history(thread_id)
         assert [m.message.id for m in copy.committed("t2")] == ["m2"]  # views caught up
@@ -36,8 +36,8 @@ def test_a_file_that_does_not_continue_a_thread_writes_nothing(mailbox: Mailbox)
     archive = transfer.archive_of(mailbox.store)
     streams = transfer.read_streams(archive, transfer.export_lines(archive, ["t2"]), 0)
     before = mailbox.store.committed_head()
-    with pytest.raises(InvalidInput, match="does not overwrite"):
-        transfer.import_streams(archive, mailbox.views, streams)
+    with pytest.raises(ImportRefused, match="does not overwrite"):
+        transfer.import_streams(mailbox.store, mailbox.views, streams)
     assert mailbox.store.committed_head() == before
 
 
@@ -48,5 +48,5 @@ def test_a_line_that_is_not_an_exported_event_is_named(mailbox: Mailbox) -> None
     record = orjson.loads(good)
     bad_topic = orjson.dumps({**record, "topic": "elsewhere:Event"})
     for lines, number in (([good, b"{"], 2), ([good, b"\n", bad_topic], 3)):
-        with pytest.raises(InvalidInput, match=f"line {number} is not an exported event"):
+        with pytest.raises(ImportRefused, match=f"line {number} is not an exported event"):
             transfer.read_streams(archive, lines, 0)

@@ -42,10 +42,17 @@ def register(app: typer.Typer) -> None:
     def import_(
         ctx: typer.Context,
         file: Annotated[Path, typer.Argument(help="a file written by export ('-' for stdin)")],
+        skip_existing: Annotated[
+            bool,
+            typer.Option(
+                "--skip-existing", help="leave out events the store already holds, identical"
+            ),
+        ] = False,
     ) -> None:
         """Append exported event streams to this store.
 
-        Existing versions are never overwritten."""
+        Every stream is checked first (exit 1 naming each bad line; nothing written), then
+        each thread is written in one transaction. Existing versions are never overwritten."""
         session = session_of(ctx)
         with session.mailbox() as mailbox:
             archive = transfer.archive_of(mailbox.store)
@@ -57,5 +64,7 @@ def register(app: typer.Typer) -> None:
                         size = file.stat().st_size
                         streams = transfer.read_streams(archive, handle, size, advance)
             with progress_bar(session, "importing") as advance:
-                written = transfer.import_streams(archive, mailbox.views, streams, advance)
+                written = transfer.import_streams(
+                    mailbox.store, mailbox.views, streams, advance, skip_existing=skip_existing
+                )
         session.out.print(f"imported {written} events of {len(streams)} threads")
