@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import assert_never
+from typing import assert_never, cast
 
 from threadbox.domain.claims import ClaimKey, claims
 from threadbox.domain.events import (
+    EVENT_TYPES,
     AnyThreadEvent,
     CommittedMessageHidden,
     MessagesDelivered,
@@ -356,18 +357,31 @@ def audit(
     end = store.committed_head()
     total = store.count_after("", end)
     logs: dict[str, list[AnyThreadEvent]] = {}
+    undecodable: dict[str, str] = {}  # thread id -> its first event that does not decode
     position, read = "", 0
     while position < end:
-        batch = store.read(after=position, limit=BATCH, upto=end)
-        if not batch:  # committed, but an older transaction still running holds it back
+        start = position
+        for at, _, event_type, payload in store.read_payloads(after=start, limit=BATCH, upto=end):
+            position, read = at, read + 1
+            thread_id = str(payload.get("thread_id"))
+            events = logs.setdefault(thread_id, [])
+            if thread_id in undecodable:
+                continue
+            try:
+                events.append(cast(AnyThreadEvent, EVENT_TYPES[event_type].model_validate(payload)))
+            except ValueError as e:  # pydantic's ValidationError: a finding, not a crash
+                first = " ".join(str(e).splitlines()[:3])
+                undecodable[thread_id] = (
+                    f"v{payload.get('version')}: does not decode as {event_type}: {first}"
+                )
+        if position == start:  # committed, but an older transaction still running holds it back
             time.sleep(WAIT_BEHIND)
             continue
-        for item in batch:
-            logs.setdefault(item.event.thread_id, []).append(item.event)
-        position, read = batch[-1].position, read + len(batch)
         if progress is not None:
             progress(read, 2 * total)
     audited = {tid: audit_thread(tid, events) for tid, events in logs.items()}
+    for thread_id, why in undecodable.items():
+        audited[thread_id].problems.insert(0, why)
     problems = [f"{tid}: {p}" for tid, found in audited.items() for p in found.problems]
     longest = sorted(logs, key=lambda tid: (-len(logs[tid]), tid))[:sample]
     for tid in longest:
@@ -378,8 +392,7 @@ def audit(
             problems.extend(f"{tid}: {p}" for p in audit_ids(store, tid, log))
     verified = views.verify(progress=_second_half(progress, total))
     problems.extend(f"views: {d}" for d in verified.differences[:MOST_DIFFERENCES])
-    events = sum(len(e) for e in logs.values())
-    return AuditReport(len(logs), events, problems, verified.ok, audited)
+    return AuditReport(len(logs), read, problems, verified.ok, audited)
 
 
 def _second_half(progress: Progress | None, total: int) -> Progress | None:

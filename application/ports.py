@@ -175,11 +175,14 @@ class EventArchive(Protocol):
 
 @dataclass
 class VerifyReport:
-    """What ``views.verify()`` found: ``ok`` when every view row matches a fold of the log."""
+    """What ``views.verify()`` found: ``ok`` when the log folds and every view row matches a
+    fold of it; ``position`` is where in the log it looked (opaque), ``events`` how many events
+    it folded."""
 
     ok: bool
     differences: list[str] = field(default_factory=list)
     events: int = 0
+    position: Position = ""
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any, cast
 
-from threadbox.domain.errors import StoreUnavailable
+from threadbox.domain.errors import CorruptHistory, ProjectionFailed, StoreUnavailable
+from threadbox.domain.events import EVENT_TYPES, AnyThreadEvent
 from threadbox.domain.records import (
     Checkpoint,
     CommittedMessage,
@@ -17,6 +19,7 @@ from threadbox.domain.records import (
     RunRecord,
     ThreadSummary,
 )
+from threadbox.domain.thread import Thread, apply_event
 from threadbox.projections import changes_for, reading
 from threadbox.projections.changes import Change, Key, Row
 from threadbox.projections.tables import Tables
@@ -39,16 +42,6 @@ FIRST_PAUSE, LAST_PAUSE = 0.001, 0.05
 log = logging.getLogger("threadbox.views")
 
 
-class ProjectionFailed(RuntimeError):
-    """An event could not be applied to the views; they stay just before it."""
-
-    def __init__(self, position: int, event_type: str) -> None:
-        # ``position``: the event's id in the store (its notification id), as the log shows it
-        super().__init__(f"the views cannot apply event {position} ({event_type})")
-        self.position = position
-        self.event_type = event_type
-
-
 def difference(table: str, key: Key, expected: Row | None, found: Row | None) -> str:
     """One verify finding: (thread, view, key, expected, found); None where a row is absent."""
     if expected is not None and found is not None:
@@ -58,15 +51,51 @@ def difference(table: str, key: Key, expected: Row | None, found: Row | None) ->
     return f"thread {key[0]!r} view_{table} key {key!r}: expected {expected}, found {found}"
 
 
+class DomainFold:
+    """Every thread of the log folded through the domain's own fold, payload by payload, as
+    ``verify`` reads the log: the threads whose events do not decode or do not fold."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, Thread] = {}
+        self.broken: dict[str, str] = {}  # thread id -> why it cannot be folded
+        self.events = 0  # how many it was given
+
+    def __call__(self, event_id: int, event_type: str, payload: dict[str, Any]) -> None:
+        self.events += 1
+        thread_id = str(payload.get("thread_id"))
+        if thread_id in self.broken:
+            return
+        state = self.states.get(thread_id)
+        if state is None:
+            state = self.states[thread_id] = Thread(thread_id)
+        try:
+            event = cast(AnyThreadEvent, EVENT_TYPES[event_type].model_validate(payload))
+            apply_event(state, event)
+        except CorruptHistory as e:
+            self.broken[thread_id] = e.message
+        except ValueError as e:  # pydantic's ValidationError
+            first = " ".join(str(e).splitlines()[:3])
+            reason = f"event {event_id} ({event_type}) does not decode: {first}"
+            self.broken[thread_id] = f"thread {thread_id!r} cannot be read: {reason}"
+
+    def differences(self) -> list[str]:
+        """One line per thread that cannot be folded."""
+        return [f"the log does not fold: {why}" for _, why in sorted(self.broken.items())]
+
+
 def fold_log(
-    store: EventStore, upto: Position | None = None, progress: Progress | None = None
+    store: EventStore,
+    upto: Position | None = None,
+    progress: Progress | None = None,
+    each: Callable[[int, str, dict[str, Any]], None] | None = None,
 ) -> tuple[Tables, Position, int]:
     """Every view folded in memory from the log (up to ``upto``, else every event readable
     now), independently of any view table; with the position reached and the events folded.
 
     Each payload is decoded when the fold reaches it and dropped once projected, so the
     heap holds the rows and one batch of stored events, not a batch of decoded payloads:
-    the cyclic collector has little to scan, and the fold runs at full speed with it on."""
+    the cyclic collector has little to scan, and the fold runs at full speed with it on.
+    ``each(position, event type, payload)`` also sees every event, before it is projected."""
     tables = Tables()
     apply = tables.apply
     position: Position = ""
@@ -78,6 +107,8 @@ def fold_log(
             after=start, limit=BATCH, upto=upto
         ):  # the position of the last event read is kept
             folded += 1
+            if each is not None:
+                each(event_id, event_type, payload)
             for change in changes_for(event_type, payload, event_id):
                 apply(change)
         if position == start:
@@ -213,17 +244,30 @@ class ProjectedViews:
         return self.catch_up()
 
     def verify(self, progress: Progress | None = None) -> VerifyReport:
-        """Catch up, then compare every row with a fold of the log up to the same position."""
-        self.catch_up()
-        position, found = self.backend.dump()
-        expected, _, events = fold_log(self.store, upto=position, progress=progress)
+        """Catch up, then compare every row with a fold of the log up to the same position;
+        the log is also folded thread by thread through the domain's fold. A log that does
+        not fold, or that the views cannot apply, is a difference: never "match"."""
         differences: list[str] = []
-        for table, rows in expected.flat().items():
+        try:
+            self.catch_up()
+        except ProjectionFailed as failed:
+            differences.append(str(failed))
+        position, found = self.backend.dump()
+        domain = DomainFold()
+        try:
+            expected, _, _ = fold_log(self.store, upto=position, progress=progress, each=domain)
+        except Exception as error:  # the projections cannot fold the log: the finding
+            differences.append(f"the log cannot be projected: {type(error).__name__} {error}")
+            expected = None
+        differences.extend(domain.differences())
+        for table, rows in expected.flat().items() if expected is not None else ():
             seen = found.get(table, {})
             for key in sorted(rows.keys() | seen.keys(), key=repr):
                 if rows.get(key) != seen.get(key):
                     differences.append(difference(table, key, rows.get(key), seen.get(key)))
-        return VerifyReport(ok=not differences, differences=differences, events=events)
+        return VerifyReport(
+            ok=not differences, differences=differences, events=domain.events, position=position
+        )
 
     def status(self) -> ViewStatus:
         """The views' position, the newest committed event's, and how many committed events the

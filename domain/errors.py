@@ -302,3 +302,15 @@ class ImportRefused(ThreadboxError):
     message_only = frozenset({"text"})
     text: str
     problems: list[str]
+
+
+@dataclass(eq=False, repr=False)
+class ProjectionFailed(ThreadboxError):
+    """The views cannot apply the event at ``position`` of the log (of type ``event_type``):
+    they stay just before it (a history written past the decisions, or damaged view rows;
+    ``threadbox audit`` and ``views verify`` say which)."""
+
+    code = "projection_failed"
+    template = "the views cannot apply event {e.position} ({e.event_type})"
+    position: int
+    event_type: str

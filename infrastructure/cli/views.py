@@ -85,10 +85,18 @@ def build_views_cli() -> typer.Typer:
             report = mailbox.views.verify(progress=advance)
         if as_json:
             session.print_json(
-                {"ok": report.ok, "differences": report.differences, "events": report.events}
+                {
+                    "ok": report.ok,
+                    "differences": report.differences,
+                    "position": report.position,
+                    "events": report.events,
+                }
             )
         elif report.ok:
-            session.out.print(f"views match the log ({report.events} events)")
+            session.out.print(
+                f"views match the log up to position {report.position or 'the start'} "
+                f"({report.events} events)"
+            )
         else:
             for difference in report.differences:
                 session.out.print(difference, markup=False)

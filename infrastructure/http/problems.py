@@ -42,6 +42,9 @@ STATUS_BY_ERROR: dict[type[errors.ThreadboxError], int] = {
     errors.Contention: 503,
     errors.StoreNotFound: 503,  # a server opens (creates) its store at start: not seen in practice
     errors.StoreUnavailable: 503,
+    errors.CorruptHistory: 500,  # the store holds what the decisions never wrote
+    errors.ProjectionFailed: 500,
+    errors.ImportRefused: 422,  # no route imports; listed so that no error is left out
 }
 
 # ``NotPending`` is one class whose code says why the entry is no longer pending.
