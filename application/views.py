@@ -202,13 +202,13 @@ class ProjectedViews:
         transaction; the position the views are at afterwards and the events applied (None:
         nothing readable after ``position``). Each payload is projected as it is read, so
         decoded payloads never pile up."""
-        read: list[tuple[Position, int, str]] = []  # (position, event id, type) of each event
+        read: list[tuple[Position, int, str, str]] = []  # (position, event id, type, thread)
         changes: list[Change] = []
         try:
             for at, event_id, event_type, payload in self.store.read_payloads(
                 after=position, limit=limit, upto=upto
             ):
-                read.append((at, event_id, event_type))
+                read.append((at, event_id, event_type, str(payload.get("thread_id"))))
                 changes.extend(changes_for(event_type, payload, event_id))
             if not read:
                 return None
@@ -221,7 +221,7 @@ class ProjectedViews:
             if not read:
                 raise  # the log itself could not be read: no event is at fault
             if limit == 1:
-                raise ProjectionFailed(read[0][1], read[0][2]) from error
+                raise ProjectionFailed(read[0][1], read[0][2], read[0][3]) from error
             # Find the failing event: apply the events before it one by one, then stop at it.
             done = 0
             for _ in range(len(read)):
@@ -259,6 +259,8 @@ class ProjectedViews:
         except Exception as error:  # the projections cannot fold the log: the finding
             differences.append(f"the log cannot be projected: {type(error).__name__} {error}")
             expected = None
+        if differences:  # the views stopped at an event: fold the rest to say what is wrong
+            self._fold_rest(position, domain)
         differences.extend(domain.differences())
         for table, rows in expected.flat().items() if expected is not None else ():
             seen = found.get(table, {})
@@ -268,6 +270,17 @@ class ProjectedViews:
         return VerifyReport(
             ok=not differences, differences=differences, events=domain.events, position=position
         )
+
+    def _fold_rest(self, position: Position, domain: DomainFold) -> None:
+        """The events readable after ``position``, through the domain's fold."""
+        while True:
+            start = position
+            for position, event_id, event_type, payload in self.store.read_payloads(  # noqa: B007
+                after=start, limit=BATCH
+            ):  # the position of the last event read is kept
+                domain(event_id, event_type, payload)
+            if position == start:
+                return
 
     def status(self) -> ViewStatus:
         """The views' position, the newest committed event's, and how many committed events the

@@ -311,6 +311,9 @@ class ProjectionFailed(ThreadboxError):
     ``threadbox audit`` and ``views verify`` say which)."""
 
     code = "projection_failed"
-    template = "the views cannot apply event {e.position} ({e.event_type})"
+    template = (
+        "the views cannot apply event {e.position} ({e.event_type} of thread {e.thread_id!r})"
+    )
     position: int
     event_type: str
+    thread_id: str = ""
