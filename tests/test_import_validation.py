@@ -354,3 +354,50 @@ def test_show_audit_and_verify_commands_fail_clearly_on_a_store_that_cannot_be_f
 
 
 COMMANDS = {"show": ["show", "t1"], "audit": ["audit"], "verify": ["views", "verify"]}
+
+
+# ---- each stream all or nothing (finding 10) --------------------------------------------------
+
+
+def many_threads(count: int) -> bytes:
+    """An export of ``count`` threads, each a delivery, a run with an output, and its end."""
+    with threadbox.open("memory://") as mb:
+        for n in range(count):
+            thread_id = f"thread-{n}"
+            mb.deliver(thread_id, [Message.user(f"q{k}", id=f"q{k}") for k in range(3)])
+            mb.freeze(thread_id, "new_run", "run")
+            mb.commit_output(thread_id, "run", [Message.assistant("a", id="a")])
+            mb.finish_run(thread_id, "run")
+        return b"".join(transfer.export_lines(transfer.archive_of(mb.store), []))
+
+
+def stored_count(archive: transfer.EventArchive, count: int) -> int:
+    return sum(1 for n in range(count) if archive.stored_version(f"thread-{n}"))
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_an_import_killed_midway_leaves_whole_streams_and_resumes_with_skip_existing(
+    store_url: str, tmp_path: Path
+) -> None:
+    count = 400
+    dump = tmp_path / "many.jsonl"
+    dump.write_bytes(many_threads(count))
+    command = [sys.executable, "-m", "threadbox", "--url", store_url, "import", str(dump)]
+    with threadbox.open(store_url) as target:
+        importing = subprocess.Popen(command, stderr=subprocess.PIPE)
+        while importing.poll() is None and target.store.last_position() == 0:
+            pass  # until the first stream is written (or the import ended)
+        importing.kill()  # kill -9
+        importing.wait()
+        archive = transfer.archive_of(target.store)
+        stored = {archive.stored_version(f"thread-{n}") for n in range(count)}
+        full = max(stored)
+        assert stored <= {0, full}, "a thread is there whole or not at all"
+        assert full == 6  # ThreadOpened, delivery, RunStarted, freeze, output, RunFinished
+        print(f"killed with {stored_count(archive, count)} of {count} threads written")
+    resumed = run_cli(store_url, "import", "--skip-existing", str(dump))
+    assert resumed.returncode == 0, resumed.stderr
+    with threadbox.open(store_url) as target:
+        archive = transfer.archive_of(target.store)
+        assert {archive.stored_version(f"thread-{n}") for n in range(count)} == {full}
+        assert audit(target.store, target.views).ok
