@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from threadbox.domain.errors import ImportRefused, InvalidInput, ThreadNotFound
+from threadbox.domain.errors import CorruptHistory, ImportRefused, InvalidInput, ThreadNotFound
 from threadbox.domain.values import check_id
 from threadbox.projections import changes_for
 from threadbox.projections.tables import Tables
@@ -198,17 +198,19 @@ def check_stream(
     from version 1 through the domain's fold with every event one a decision could have
     written and the invariants holding (``ThreadChecker``) and projects onto the views.
     With ``skip_existing``, events the store already holds, identical, are left out."""
-    stored = archive.archived(thread_id) if lines else []
-    at = len(stored)
-    if skip_existing:
+    at = archive.stored_version(thread_id) if lines else 0
+    if skip_existing and at and lines[0].event.version <= at:
+        stored = archive.archived(thread_id)
         for line in [x for x in lines if x.event.version <= at]:
             kept = stored[line.event.version - 1]
-            if (kept.topic, kept.payload) != (line.event.topic, line.event.payload):
+            if _same(kept) != _same(line.event):
                 return [], [
                     f"line {line.number}: thread {thread_id!r} version {line.event.version} "
                     "differs from the store's copy"
                 ]
         lines = [x for x in lines if x.event.version > at]
+    if not lines:
+        return [], []
     for expected, line in enumerate(lines, start=at + 1):
         if line.event.version != expected:
             return [], [
@@ -218,12 +220,14 @@ def check_stream(
             ]
     checker = ThreadChecker(thread_id)
     tables = Tables()
-    for event in store.load(thread_id) if at else []:
-        if checker.check(event):
-            return [], [
-                f"line {lines[0].number if lines else 0}: thread {thread_id!r}: the "
-                "store's copy does not fold"
-            ]
+    first = f"line {lines[0].number} (thread {thread_id!r}): the store's copy "
+    try:
+        existing = store.load(thread_id) if at else []
+    except CorruptHistory as e:
+        return [], [first + f"cannot be read: {e.message}"]
+    for event in existing:
+        if problems := checker.check(event):
+            return [], [first + f"fails at version {event.version}: " + "; ".join(problems)]
         _project(tables, type(event).__name__, event.model_dump(mode="json"), event.version)
     for line in lines:
         where = f"line {line.number} (thread {thread_id!r}, version {line.event.version}): "
@@ -242,6 +246,11 @@ def check_stream(
     if lines and (problems := checker.finish()):
         return [], [f"line {lines[-1].number} (thread {thread_id!r}, end): " + "; ".join(problems)]
     return lines, []
+
+
+def _same(event: ArchivedEvent) -> tuple[str, bytes]:
+    """What two copies of an event must share to be the same (``true`` is not ``1`` here)."""
+    return event.topic, orjson.dumps(event.payload, option=orjson.OPT_SORT_KEYS)
 
 
 def _project(tables: Tables, event_type: str, payload: dict[str, Any], position: int) -> None:

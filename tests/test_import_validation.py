@@ -16,7 +16,7 @@ import pytest
 import threadbox
 from threadbox import DeliveryMode, Mailbox, Message
 from threadbox.application import transfer
-from threadbox.application.ports import ArchivedEvent
+from threadbox.application.ports import ArchivedEvent, StreamConflict
 from threadbox.audit import audit
 from threadbox.errors import CorruptHistory, ImportRefused
 
@@ -401,3 +401,59 @@ def test_an_import_killed_midway_leaves_whole_streams_and_resumes_with_skip_exis
         archive = transfer.archive_of(target.store)
         assert {archive.stored_version(f"thread-{n}") for n in range(count)} == {full}
         assert audit(target.store, target.views).ok
+
+
+def test_skip_existing_leaves_out_identical_events_and_refuses_different_ones(
+    mailbox: Mailbox,
+) -> None:
+    records = exported()
+    archive = transfer.archive_of(mailbox.store)
+    part = [r for r in records if r["thread_id"] == "t2" or r["version"] <= 3]
+    imported = transfer.import_streams(
+        mailbox.store, mailbox.views, transfer.read_streams(archive, lines_from(part), 0)
+    )
+    assert imported == len(part)
+    rest = transfer.import_streams(
+        mailbox.store,
+        mailbox.views,
+        transfer.read_streams(archive, lines_from(records), 0),
+        skip_existing=True,
+    )
+    assert rest == len(records) - len(part)
+    assert audit(mailbox.store, mailbox.views).ok
+    copy = orjson.loads(orjson.dumps(records))
+    changed = first_message("t1", 2, content=[{"type": "text", "text": "other"}])(copy)
+    before = mailbox.store.last_position()
+    with pytest.raises(ImportRefused) as refused:
+        transfer.import_streams(
+            mailbox.store,
+            mailbox.views,
+            transfer.read_streams(archive, lines_from(changed), 0),
+            skip_existing=True,
+        )
+    assert refused.value.problems == [
+        f"line {line_of(copy, 't1', 2)}: thread 't1' version 2 differs from the store's copy"
+    ]
+    assert mailbox.store.last_position() == before
+
+
+def lines_from(records: Records) -> list[bytes]:
+    return [orjson.dumps(r) + b"\n" for r in records]
+
+
+# ---- views verify: a position is a position, a count a count (finding 12a) -------------------
+
+
+def test_verify_reports_the_log_position_and_the_event_count_apart(mailbox: Mailbox) -> None:
+    mailbox.deliver("t1", [Message.user("a", id="a")])
+    opened = mailbox.store.load("t1", upto=1)
+    with pytest.raises(StreamConflict):
+        mailbox.store.append(opened)  # on PostgreSQL the failed insert uses up positions
+    mailbox.deliver("t1", [Message.user("b", id="b")])
+    events = mailbox.store.read(after=0, limit=100)
+    report = mailbox.views.verify()
+    assert report.ok, report.differences
+    assert report.events == len(events) == 3
+    assert report.position == events[-1].position == mailbox.store.last_position()
+    if mailbox.store.kind == "postgres":
+        assert report.position == 4  # the failed insert took position 2
