@@ -456,4 +456,4 @@ def test_verify_reports_the_log_position_and_the_event_count_apart(mailbox: Mail
     assert report.events == len(events) == 3
     assert report.position == events[-1].position == mailbox.store.last_position()
     if mailbox.store.kind == "postgres":
-        assert report.position == 4  # the failed insert took position 2
+        assert report.position > report.events  # the failed insert used up a position
