@@ -1,9 +1,12 @@
 """The audit of a whole store against the invariants (docs/semantics.md §7): every thread of
 the log folded and checked.
 
-Per thread: seqs run 1..N without gaps, no message is committed twice, every delivered id has one
-fate (pending, then committed, retracted or expired), at most one run is open at any version and
-the pending zone at the end is exactly the delivered ids still pending. On a sample of the longest
+Per thread: every event is one a decision could have written on the state before it (its run,
+the pending ids it names, new ids, seqs, revisions: ``ThreadChecker``, which import uses too);
+seqs run 1..N without gaps, no message is committed twice, every delivered id has one fate
+(pending, then committed, retracted or expired), at most one run is open at any version and the
+pending zone at the end is exactly the delivered ids still pending. An event that does not
+decode or does not fold is a finding, not a crash. On a sample of the longest
 threads: the state at a past version equals the fold of events 1..v, and snapshot + tail gives
 what the full fold gives to decisions. Every thread's ids are in the id table, at the version that
 used them first. Last, the views are verified against the log (invariant 5).
@@ -106,7 +109,7 @@ class ThreadChecker:
         """What is wrong with ``event`` after the events checked so far; it is folded."""
         if self.broken:
             return []
-        problems = [p for p in _not_decided(self.state, event, self.thread_id)]
+        problems = _not_decided(self.state, event, self.thread_id)
         try:
             apply_event(self.state, event)
         except Exception as e:  # a history that does not fold is the finding, not a crash

@@ -100,16 +100,8 @@ class NotAnEvent(ValueError):
     """A line of an import file is not an exported event; the message says why."""
 
 
-def parse_line(archive: EventArchive, raw: bytes, number: int) -> ArchivedEvent:
-    """One exported event; ``ImportRefused`` naming the line and why if it is not one."""
-    try:
-        return _parsed(archive, raw)
-    except NotAnEvent as bad:
-        text = f"line {number} is not an exported event: {bad}"
-        raise ImportRefused(f"import refused, nothing written: {text}", [text]) from None
-
-
-def _parsed(archive: EventArchive, raw: bytes) -> ArchivedEvent:
+def parse_line(archive: EventArchive, raw: bytes) -> ArchivedEvent:
+    """One exported event; ``NotAnEvent`` saying why if the line is not one."""
     try:
         record = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
@@ -163,7 +155,7 @@ def read_streams(
         done += len(raw)
         if raw.strip():
             try:
-                event = _parsed(archive, raw)
+                event = parse_line(archive, raw)
             except NotAnEvent as bad:
                 problems.append(f"line {number} is not an exported event: {bad}")
             else:

@@ -14,11 +14,13 @@ from typing import Any
 import orjson
 import pytest
 import threadbox
+from fastapi.testclient import TestClient
 from threadbox import DeliveryMode, Mailbox, Message
 from threadbox.application import transfer
 from threadbox.application.ports import ArchivedEvent, StreamConflict
 from threadbox.audit import audit
 from threadbox.errors import CorruptHistory, ImportRefused
+from threadbox.infrastructure.http import create_app
 
 Record = dict[str, Any]
 Records = list[Record]
@@ -457,3 +459,13 @@ def test_verify_reports_the_log_position_and_the_event_count_apart(mailbox: Mail
     assert report.position == events[-1].position == mailbox.store.last_position()
     if mailbox.store.kind == "postgres":
         assert report.position > report.events  # the failed insert used up a position
+
+
+def test_http_answers_a_thread_that_cannot_be_folded_with_a_problem(mailbox: Mailbox) -> None:
+    damage(mailbox, "a freeze by a run that does not exist")
+    with TestClient(create_app(mailbox), raise_server_exceptions=False) as client:
+        found = client.get("/v1/threads/t1")
+    assert found.status_code == 500
+    assert found.headers["content-type"].startswith("application/problem+json")
+    assert found.json()["code"] == "corrupt_history"
+    assert "t1" in found.json()["detail"]
