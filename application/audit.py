@@ -103,6 +103,7 @@ class ThreadChecker:
         self.fates: dict[str, str] = {}  # delivered message id -> its fate
         self.committed: set[str] = set()
         self.seq = 0
+        self.open_runs: dict[str, None] = {}  # running or waiting, in the order they started
         self.broken = False
 
     def check(self, event: AnyThreadEvent) -> list[str]:
@@ -155,10 +156,14 @@ class ThreadChecker:
                     self._commit(o.message.id, o.seq, problems)
             case _:
                 pass
-        state = self.state
-        open_runs = [r.run_id for r in state.runs.values() if r.status is not RunStatus.DONE]
-        if len(open_runs) > 1:
-            problems.append(f"{len(open_runs)} open runs {open_runs}")
+        if isinstance(event, RunStarted | RunResumed | RunSuspended | RunFinished):
+            # Only these change a run's status: keep the open ones, in the order they started.
+            if self.state.runs[event.run_id].status is RunStatus.DONE:
+                self.open_runs.pop(event.run_id, None)
+            else:
+                self.open_runs.setdefault(event.run_id)
+            if len(self.open_runs) > 1:
+                problems.append(f"{len(self.open_runs)} open runs {list(self.open_runs)}")
         return problems
 
     def finish(self) -> list[str]:
@@ -184,6 +189,15 @@ def _bad_id(value: object, what: str) -> list[str]:
     return []
 
 
+_NAMING = (
+    PendingMessageEdited,
+    PendingMessageRetracted,
+    PendingQueueReordered,
+    PendingMessagesExpired,
+    PendingMessagesFrozen,
+)
+
+
 def _not_decided(state: Thread, event: AnyThreadEvent, thread_id: str) -> list[str]:
     """Why no decision could have written ``event`` on ``state`` (empty: one could)."""
     name = type(event).__name__
@@ -194,7 +208,9 @@ def _not_decided(state: Thread, event: AnyThreadEvent, thread_id: str) -> list[s
             f"{name} at version {event.version}: a thread's first event, and only it, is "
             "ThreadOpened"
         ]
-    pending = {p.pending_id: p for p in state.pending}
+    # The pending entries by id, for the events that name them (not for each delivery: a
+    # thread with a long pending zone would cost the square of its length to check).
+    pending = {p.pending_id: p for p in state.pending} if isinstance(event, _NAMING) else {}
     running, waiting, open_run = state.running_run_id, state.waiting_run_id, state.open_run_id
 
     def not_pending(ids: list[str]) -> list[str]:
