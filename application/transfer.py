@@ -265,15 +265,21 @@ def import_streams(
     """Check every stream (``check_stream``), then, if none is refused, append each stream in
     one atomic write and catch the views up; returns how many events were written.
     ``ImportRefused`` (nothing written) naming each refused stream's line and reason. A
-    thread written to meanwhile stops the import there: nothing of it is written."""
+    thread written to meanwhile stops the import there: nothing of it is written.
+    ``progress(done, total)`` counts the events checked, then those written."""
     archive = archive_of(store)
     checked: list[tuple[str, list[Line]]] = []
     problems: list[str] = []
+    in_file = sum(len(lines) for lines in streams.values())
+    seen = 0
     for thread_id, lines in streams.items():
         kept, found = check_stream(store, archive, thread_id, lines, skip_existing=skip_existing)
         problems.extend(found)
         if kept:
             checked.append((thread_id, kept))
+        seen += len(lines)
+        if progress is not None:
+            progress(seen, 2 * in_file)
     refuse(problems)
     written = 0
     total = sum(len(lines) for _, lines in checked)
@@ -295,6 +301,6 @@ def import_streams(
             ) from None
         written += len(lines)
         if progress is not None:
-            progress(written, total)
+            progress(in_file + written * in_file // max(total, 1), 2 * in_file)
     views.catch_up()
     return written

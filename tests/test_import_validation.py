@@ -469,3 +469,16 @@ def test_http_answers_a_thread_that_cannot_be_folded_with_a_problem(mailbox: Mai
     assert found.headers["content-type"].startswith("application/problem+json")
     assert found.json()["code"] == "corrupt_history"
     assert "t1" in found.json()["detail"]
+
+
+def test_import_progress_counts_the_events_checked_then_written(mailbox: Mailbox) -> None:
+    records = exported()
+    archive = transfer.archive_of(mailbox.store)
+    seen: list[tuple[int, int]] = []
+    streams = transfer.read_streams(archive, lines_from(records), 0)
+    transfer.import_streams(mailbox.store, mailbox.views, streams, lambda d, t: seen.append((d, t)))
+    n = len(records)
+    assert {total for _, total in seen} == {2 * n}
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen)
+    assert seen[1] == (n, 2 * n)  # both threads checked (t1, then t2) before any is written
+    assert seen[-1] == (2 * n, 2 * n)

@@ -63,7 +63,7 @@ def register(app: typer.Typer) -> None:
                     with file.open("rb") as handle:
                         size = file.stat().st_size
                         streams = transfer.read_streams(archive, handle, size, advance)
-            with progress_bar(session, "importing") as advance:
+            with progress_bar(session, "checking, then importing") as advance:
                 written = transfer.import_streams(
                     mailbox.store, mailbox.views, streams, advance, skip_existing=skip_existing
                 )
