@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 from threadbox.domain.errors import CorruptHistory, ImportRefused, InvalidInput, ThreadNotFound
+from threadbox.domain.events import AnyThreadEvent, PendingMessageEdited
 from threadbox.domain.values import check_id
 from threadbox.projections import changes_for
 from threadbox.projections.tables import Tables
@@ -183,12 +184,14 @@ def check_stream(
     lines: list[Line],
     *,
     skip_existing: bool = False,
+    max_message_bytes: int | None = None,
 ) -> tuple[list[Line], list[str]]:
     """The lines of one thread's stream still to write, and what is wrong with it (each
     problem names its line). A stream is written only if it continues the store's copy of the
     thread, every event decodes exactly under the current schema, and the whole thread folds
     from version 1 through the domain's fold with every event one a decision could have
-    written and the invariants holding (``ThreadChecker``) and projects onto the views.
+    written and the invariants holding (``ThreadChecker``) and projects onto the views; with
+    ``max_message_bytes``, no message it carries is larger, encoded, than that (as delivery).
     With ``skip_existing``, events the store already holds, identical, are left out."""
     at = archive.stored_version(thread_id) if lines else 0
     if skip_existing and at and lines[0].event.version <= at:
@@ -228,6 +231,8 @@ def check_stream(
         except ValueError as e:
             return [], [f"{where}does not decode as {line.event.type}: {_first_line(e)}"]
         problems = checker.check(event)
+        if not problems and max_message_bytes is not None:
+            problems = _too_large(line.event, event, max_message_bytes)
         if not problems:
             try:
                 _project(tables, line.event.type, event.model_dump(mode="json"), event.version)
@@ -238,6 +243,23 @@ def check_stream(
     if lines and (problems := checker.finish()):
         return [], [f"line {lines[-1].number} (thread {thread_id!r}, end): " + "; ".join(problems)]
     return lines, []
+
+
+def _too_large(archived: ArchivedEvent, event: AnyThreadEvent, limit: int) -> list[str]:
+    """The messages of ``event`` over the size limit deliveries have (checked one by one
+    only when the whole payload is over it)."""
+    if len(orjson.dumps(archived.payload)) <= limit:
+        return []
+    carried = [
+        *(m.message for m in getattr(event, "messages", [])),
+        *([event.message] if isinstance(event, PendingMessageEdited) else []),
+    ]
+    problems = []
+    for message in carried:
+        size = len(orjson.dumps(message.model_dump(mode="json")))
+        if size > limit:
+            problems.append(f"message {message.id!r} is {size} bytes encoded; the limit is {limit}")
+    return problems
 
 
 def _same(event: ArchivedEvent) -> tuple[str, bytes]:
@@ -261,11 +283,13 @@ def import_streams(
     progress: Progress | None = None,
     *,
     skip_existing: bool = False,
+    max_message_bytes: int | None = None,
 ) -> int:
     """Check every stream (``check_stream``), then, if none is refused, append each stream in
     one atomic write and catch the views up; returns how many events were written.
     ``ImportRefused`` (nothing written) naming each refused stream's line and reason. A
     thread written to meanwhile stops the import there: nothing of it is written.
+    ``max_message_bytes``: the limit on a message's size (the mailbox's, for the command line).
     ``progress(done, total)`` counts the events checked, then those written."""
     archive = archive_of(store)
     checked: list[tuple[str, list[Line]]] = []
@@ -273,7 +297,14 @@ def import_streams(
     in_file = sum(len(lines) for lines in streams.values())
     seen = 0
     for thread_id, lines in streams.items():
-        kept, found = check_stream(store, archive, thread_id, lines, skip_existing=skip_existing)
+        kept, found = check_stream(
+            store,
+            archive,
+            thread_id,
+            lines,
+            skip_existing=skip_existing,
+            max_message_bytes=max_message_bytes,
+        )
         problems.extend(found)
         if kept:
             checked.append((thread_id, kept))

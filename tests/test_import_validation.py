@@ -482,3 +482,22 @@ def test_import_progress_counts_the_events_checked_then_written(mailbox: Mailbox
     assert [done for done, _ in seen] == sorted(done for done, _ in seen)
     assert seen[1] == (n, 2 * n)  # both threads checked (t1, then t2) before any is written
     assert seen[-1] == (2 * n, 2 * n)
+
+
+def test_a_message_over_the_size_limit_is_refused_as_a_delivery_would_be(
+    mailbox: Mailbox,
+) -> None:
+    long = {"content": [{"type": "text", "text": "x" * 300}]}
+    records = first_message("t1", 4, **long)(first_message("t1", 2, **long)(exported()))
+    archive = transfer.archive_of(mailbox.store)
+    streams = transfer.read_streams(archive, lines_from(records), 0)
+    with pytest.raises(ImportRefused) as refused:
+        transfer.import_streams(mailbox.store, mailbox.views, streams, max_message_bytes=300)
+    [problem] = refused.value.problems
+    assert problem.startswith(f"line {line_of(records, 't1', 2)} ")
+    size = len(orjson.dumps(at(records, "t1", 2)["state"]["messages"][0]["message"]))
+    assert problem.endswith(f"message 'm1' is {size} bytes encoded; the limit is 300")
+    assert mailbox.store.last_position() == 0
+    assert transfer.import_streams(
+        mailbox.store, mailbox.views, streams, max_message_bytes=size
+    ) == len(records)

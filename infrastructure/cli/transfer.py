@@ -65,6 +65,11 @@ def register(app: typer.Typer) -> None:
                         streams = transfer.read_streams(archive, handle, size, advance)
             with progress_bar(session, "checking, then importing") as advance:
                 written = transfer.import_streams(
-                    mailbox.store, mailbox.views, streams, advance, skip_existing=skip_existing
+                    mailbox.store,
+                    mailbox.views,
+                    streams,
+                    advance,
+                    skip_existing=skip_existing,
+                    max_message_bytes=mailbox.settings.max_message_bytes,
                 )
         session.out.print(f"imported {written} events of {len(streams)} threads")
