@@ -236,7 +236,7 @@ def test_a_bad_line_is_refused_with_its_number_and_reason_and_nothing_is_written
     problem = refused.value.problems[0]  # a renamed thread is wrong on every line: the first
     assert problem.startswith(f"line {number}")
     assert reason in problem
-    assert mailbox.store.last_position() == 0  # nothing of t1, nor of the good thread t2
+    assert mailbox.store.count_after("") == 0  # nothing of t1, nor of the good thread t2
     assert mailbox.views.verify().ok
 
 
@@ -246,7 +246,7 @@ def test_the_same_file_without_the_bad_line_imports_and_folds(mailbox: Mailbox) 
     written = transfer.import_streams(
         mailbox.store, mailbox.views, transfer.read_streams(archive, lines, 0)
     )
-    assert written == len(lines) == mailbox.store.last_position()
+    assert written == len(lines) == mailbox.store.count_after("")
     report = audit(mailbox.store, mailbox.views)
     assert report.ok, report.problems
     assert report.fate("t1", "m1") == "committed"
@@ -288,7 +288,7 @@ def test_the_import_command_exits_1_naming_the_line_without_a_traceback(
     assert reason.split("'")[0] in done.stderr
     assert "Traceback" not in done.stderr
     with threadbox.open(url) as target:
-        assert target.store.last_position() == 0
+        assert target.store.count_after("") == 0
 
 
 # ---- a store that holds what no decision wrote (written past the checks) ----------------------
@@ -387,7 +387,7 @@ def test_an_import_killed_midway_leaves_whole_streams_and_resumes_with_skip_exis
     command = [sys.executable, "-m", "threadbox", "--url", store_url, "import", str(dump)]
     with threadbox.open(store_url) as target:
         importing = subprocess.Popen(command, stderr=subprocess.PIPE)
-        while importing.poll() is None and target.store.last_position() == 0:
+        while importing.poll() is None and target.store.count_after("") == 0:
             pass  # until the first stream is written (or the import ended)
         importing.kill()  # kill -9
         importing.wait()
@@ -425,7 +425,7 @@ def test_skip_existing_leaves_out_identical_events_and_refuses_different_ones(
     assert audit(mailbox.store, mailbox.views).ok
     copy = orjson.loads(orjson.dumps(records))
     changed = first_message("t1", 2, content=[{"type": "text", "text": "other"}])(copy)
-    before = mailbox.store.last_position()
+    before = mailbox.store.committed_head()
     with pytest.raises(ImportRefused) as refused:
         transfer.import_streams(
             mailbox.store,
@@ -436,7 +436,7 @@ def test_skip_existing_leaves_out_identical_events_and_refuses_different_ones(
     assert refused.value.problems == [
         f"line {line_of(copy, 't1', 2)}: thread 't1' version 2 differs from the store's copy"
     ]
-    assert mailbox.store.last_position() == before
+    assert mailbox.store.committed_head() == before
 
 
 def lines_from(records: Records) -> list[bytes]:
@@ -452,13 +452,11 @@ def test_verify_reports_the_log_position_and_the_event_count_apart(mailbox: Mail
     with pytest.raises(StreamConflict):
         mailbox.store.append(opened)  # on PostgreSQL the failed insert uses up positions
     mailbox.deliver("t1", [Message.user("b", id="b")])
-    events = mailbox.store.read(after=0, limit=100)
+    events = mailbox.store.read(after="", limit=100)
     report = mailbox.views.verify()
     assert report.ok, report.differences
     assert report.events == len(events) == 3
     assert report.position == events[-1].position == mailbox.store.last_position()
-    if mailbox.store.kind == "postgres":
-        assert report.position > report.events  # the failed insert used up a position
 
 
 def test_http_answers_a_thread_that_cannot_be_folded_with_a_problem(mailbox: Mailbox) -> None:
@@ -497,7 +495,7 @@ def test_a_message_over_the_size_limit_is_refused_as_a_delivery_would_be(
     assert problem.startswith(f"line {line_of(records, 't1', 2)} ")
     size = len(orjson.dumps(at(records, "t1", 2)["state"]["messages"][0]["message"]))
     assert problem.endswith(f"message 'm1' is {size} bytes encoded; the limit is 300")
-    assert mailbox.store.last_position() == 0
+    assert mailbox.store.count_after("") == 0
     assert transfer.import_streams(
         mailbox.store, mailbox.views, streams, max_message_bytes=size
     ) == len(records)
