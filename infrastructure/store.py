@@ -284,7 +284,6 @@ class RecorderStore:
     def read(self, *, after: Position, limit: int, upto: Position | None = None) -> list[Notified]:
         return [Notified(at, decode_event(n)) for at, n in self.log.select(after, limit, upto)]
 
-
     @translating
     def read_payloads(
         self, *, after: Position, limit: int, upto: Position | None = None
@@ -340,7 +339,6 @@ class RecorderStore:
     def append_archived(self, events: Sequence[ArchivedEvent]) -> None:
         stored = [stored_of(e) for e in events]
         self._insert(stored, claims_of_stored(stored))
-
 
     @translating
     def ping(self) -> None:
