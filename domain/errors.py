@@ -281,9 +281,10 @@ class StoreUnavailable(ThreadboxError):
 
 
 @dataclass(eq=False, repr=False)
-class CorruptHistory(ThreadboxError):
+class CorruptHistory(ThreadboxError, ValueError):
     """A thread's stored events cannot be decoded or folded (written past the decisions: by a
-    buggy older version, or by hand); ``reason`` says what is wrong with event ``version``."""
+    buggy older version, or by hand); ``reason`` says what is wrong with event ``version``.
+    A ``ValueError`` too, as the fold's damage was before it had a code."""
 
     code = "corrupt_history"
     template = "thread {e.thread_id!r} cannot be read: event version {e.version}: {e.reason}"

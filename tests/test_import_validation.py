@@ -329,11 +329,14 @@ def test_verify_and_audit_report_a_store_that_cannot_be_folded(mailbox: Mailbox,
 @pytest.mark.parametrize("case", ["a freeze by a run that does not exist", "messages garbage"])
 def test_a_thread_that_cannot_be_folded_is_a_clear_error(mailbox: Mailbox, case: str) -> None:
     damage(mailbox, case)
+    bad = 2 if case == "messages garbage" else 4
     with pytest.raises(CorruptHistory) as corrupt:
-        mailbox.thread("t1")
-    assert corrupt.value.thread_id == "t1"
-    assert corrupt.value.version in (2, 4)
-    assert mailbox.thread("t2").version == 2  # other threads read as before
+        mailbox.pending("t1")  # the thread's state, folded from its log
+    assert (corrupt.value.thread_id, corrupt.value.version) == ("t1", bad)
+    with pytest.raises(CorruptHistory) as corrupt:
+        mailbox.thread("t1", at_version=7)  # the log, as it was then
+    assert (corrupt.value.thread_id, corrupt.value.version) == ("t1", bad)
+    assert [e.pending_id for e in mailbox.pending("t2")] == ["s1"]  # other threads as before
 
 
 @pytest.mark.parametrize("case", UNFOLDABLE)
@@ -343,7 +346,10 @@ def test_show_audit_and_verify_commands_fail_clearly_on_a_store_that_cannot_be_f
     url = f"sqlite:///{tmp_path / 'damaged.db'}"
     with threadbox.open(url) as mailbox:
         damage(mailbox, case)
-    outcomes = {name: run_cli(url, *args) for name, args in COMMANDS.items()}
+    last = sum(1 for line in bad_file(case)[0] if orjson.loads(line)["thread_id"] == "t1")
+    # show folds the thread's log at its last version (its latest state reads the views)
+    commands = {**COMMANDS, "show": ["show", "t1", "--at-version", str(last)]}
+    outcomes = {name: run_cli(url, *args) for name, args in commands.items()}
     for name, done in outcomes.items():
         assert done.returncode == 1, (name, done.stdout, done.stderr)
         assert "Traceback" not in done.stderr, (name, done.stderr)
@@ -355,7 +361,7 @@ def test_show_audit_and_verify_commands_fail_clearly_on_a_store_that_cannot_be_f
     assert outcomes["verify"].stdout.strip()  # the differences
 
 
-COMMANDS = {"show": ["show", "t1"], "audit": ["audit"], "verify": ["views", "verify"]}
+COMMANDS = {"audit": ["audit"], "verify": ["views", "verify"]}
 
 
 # ---- each stream all or nothing (finding 10) --------------------------------------------------
@@ -462,7 +468,7 @@ def test_verify_reports_the_log_position_and_the_event_count_apart(mailbox: Mail
 def test_http_answers_a_thread_that_cannot_be_folded_with_a_problem(mailbox: Mailbox) -> None:
     damage(mailbox, "a freeze by a run that does not exist")
     with TestClient(create_app(mailbox), raise_server_exceptions=False) as client:
-        found = client.get("/v1/threads/t1")
+        found = client.get("/v1/threads/t1/pending")  # the thread's state, from its log
     assert found.status_code == 500
     assert found.headers["content-type"].startswith("application/problem+json")
     assert found.json()["code"] == "corrupt_history"
