@@ -20,7 +20,9 @@ from threadbox.application import transfer
 from threadbox.application.ports import ArchivedEvent, StreamConflict
 from threadbox.audit import audit
 from threadbox.errors import CorruptHistory, ImportRefused
+from threadbox.infrastructure.codec import stored_of
 from threadbox.infrastructure.http import create_app
+from threadbox.infrastructure.store import RecorderStore
 
 Record = dict[str, Any]
 Records = list[Record]
@@ -295,15 +297,17 @@ def test_the_import_command_exits_1_naming_the_line_without_a_traceback(
 
 
 def damage(mailbox: Mailbox, case: str) -> None:
-    """Write the changed export as it is, past every check (a buggy older import did)."""
+    """Write the changed export as it is, straight into the store's event table, past every
+    check and without id rows (as a buggy older import did)."""
     lines, _, _ = bad_file(case)
     events = [
         ArchivedEvent(r["thread_id"], r["version"], r["type"], r["topic"], r["state"])
         for r in map(orjson.loads, lines)
     ]
-    archive = transfer.archive_of(mailbox.store)
+    store = mailbox.store
+    assert isinstance(store, RecorderStore)
     for thread_id in dict.fromkeys(e.thread_id for e in events):
-        archive.append_archived([e for e in events if e.thread_id == thread_id])
+        store.events.insert_events([stored_of(e) for e in events if e.thread_id == thread_id])
 
 
 UNFOLDABLE = [
