@@ -28,6 +28,7 @@ from threadbox.domain.events import DeliveredMessage, MessagesDelivered
 from threadbox.domain.thread import Thread, fold
 from threadbox.errors import (
     AlreadyConsumed,
+    ImportRefused,
     InvalidInput,
     MessageIdInUse,
     NotPending,
@@ -387,7 +388,7 @@ def test_imported_events_write_their_ids_and_a_reused_id_is_refused(
     with threadbox.open(f"sqlite:///{tmp_path / 'copy.db'}") as copy:
         archive = transfer.archive_of(copy.store)
         streams = transfer.read_streams(archive, lines, 0)
-        assert transfer.import_streams(archive, copy.views, streams) == len(lines)
+        assert transfer.import_streams(copy.store, copy.views, streams) == len(lines)
         with pytest.raises(MessageIdInUse) as refused:
             copy.deliver(T, [Message.user("again", id="old")])
         assert refused.value.seq == 1
@@ -396,8 +397,8 @@ def test_imported_events_write_their_ids_and_a_reused_id_is_refused(
         version = copy.thread(T).version
         forged["version"] = forged["state"]["version"] = version + 1
         streams = transfer.read_streams(archive, [orjson.dumps(forged)], 0)
-        with pytest.raises(InvalidInput, match="already used"):
-            transfer.import_streams(archive, copy.views, streams)
+        with pytest.raises(ImportRefused, match="MessagesDelivered reuses message id 'old'"):
+            transfer.import_streams(copy.store, copy.views, streams)
         assert copy.thread(T).version == version
 
 
