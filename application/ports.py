@@ -172,6 +172,9 @@ class EventArchive(Protocol):
     def count_after(self, position: Position, upto: Position | None = None) -> int:
         """How many committed events come after ``position`` (at or before ``upto``)."""
 
+    def committed_head(self) -> Position:
+        """The newest committed event's position, readable yet or not (``""``: none)."""
+
 
 @dataclass
 class VerifyReport:

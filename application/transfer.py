@@ -12,6 +12,7 @@ then written in one atomic write.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,7 @@ from threadbox.domain.values import check_id
 from threadbox.projections import changes_for
 from threadbox.projections.tables import Tables
 
-from .audit import ThreadChecker
+from .audit import WAIT_BEHIND, ThreadChecker
 from .ports import (
     ArchivedEvent,
     EventArchive,
@@ -78,8 +79,16 @@ def _exported(archive: EventArchive, thread_ids: Sequence[str]) -> Iterator[Arch
                 raise ThreadNotFound(thread_id)
             yield from found
         return
+    # Every event committed before the export began, in commit order. On PostgreSQL an older
+    # transaction still running keeps later commits unreadable for a while: wait for it rather
+    # than end early with a backup that silently misses committed events.
+    end = archive.committed_head()
     position = ""
-    while batch := archive.archived_log(after=position, limit=BATCH):
+    while position < end:
+        batch = archive.archived_log(after=position, limit=BATCH)
+        if not batch:
+            time.sleep(WAIT_BEHIND)
+            continue
         yield from (event for _, event in batch)
         position = batch[-1][0]
 
