@@ -293,9 +293,11 @@ def import_streams(
     *,
     skip_existing: bool = False,
     max_message_bytes: int | None = None,
+    catch_up_progress: Progress | None = None,
 ) -> int:
     """Check every stream (``check_stream``), then, if none is refused, append each stream in
-    one atomic write and catch the views up; returns how many events were written.
+    one atomic write and catch the views up (``catch_up_progress`` counts the events applied);
+    returns how many events were written.
     ``ImportRefused`` (nothing written) naming each refused stream's line and reason. A
     thread written to meanwhile stops the import there: nothing of it is written.
     ``max_message_bytes``: the limit on a message's size (the mailbox's, for the command line).
@@ -342,5 +344,5 @@ def import_streams(
         written += len(lines)
         if progress is not None:
             progress(in_file + written * in_file // max(total, 1), 2 * in_file)
-    views.catch_up()
+    views.catch_up(progress=catch_up_progress)
     return written

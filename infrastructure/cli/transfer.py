@@ -11,7 +11,7 @@ import typer
 from threadbox.application import transfer
 
 from .session import session_of
-from .views import progress_bar
+from .views import progress_bar, progress_bars
 
 
 def register(app: typer.Typer) -> None:
@@ -56,14 +56,15 @@ def register(app: typer.Typer) -> None:
         session = session_of(ctx)
         with session.mailbox() as mailbox:
             archive = transfer.archive_of(mailbox.store)
-            with progress_bar(session, "reading") as advance:
+            with progress_bar(session, "reading", unit="bytes") as advance:
                 if str(file) == "-":
                     streams = transfer.read_streams(archive, sys.stdin.buffer, 0, advance)
                 else:
                     with file.open("rb") as handle:
                         size = file.stat().st_size
                         streams = transfer.read_streams(archive, handle, size, advance)
-            with progress_bar(session, "checking, then importing") as advance:
+            phases = (("checking, then importing", "events"), ("catching up the views", "events"))
+            with progress_bars(session, *phases) as (advance, catching_up):
                 written = transfer.import_streams(
                     mailbox.store,
                     mailbox.views,
@@ -71,5 +72,6 @@ def register(app: typer.Typer) -> None:
                     advance,
                     skip_existing=skip_existing,
                     max_message_bytes=mailbox.settings.max_message_bytes,
+                    catch_up_progress=catching_up,
                 )
         session.out.print(f"imported {written} events of {len(streams)} threads")

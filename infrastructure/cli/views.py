@@ -6,23 +6,68 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
 
 from .commands import AsJson
 from .session import Session, session_of
 
 
+class RateColumn(ProgressColumn):
+    """How many units a second (the task's ``unit`` field), over the task's life so far."""
+
+    def render(self, task: Task) -> Text:
+        """``12,345 events/s`` (blank until there is a rate)."""
+        speed, unit = task.speed, task.fields.get("unit", "events")
+        return Text(f"{speed:,.0f} {unit}/s" if speed else "", style="progress.data.speed")
+
+
 @contextmanager
-def progress_bar(session: Session, what: str) -> Iterator[Callable[[int, int], None]]:
-    """A ``(done, total)`` callback drawing a bar on stderr (stdout stays clean for --json)."""
-    columns = (TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    quiet = not session.err.is_terminal  # no bar in pipes and logs
+def progress_bars(
+    session: Session, *phases: tuple[str, str]
+) -> Iterator[list[Callable[[int, int], None]]]:
+    """One ``(done, total)`` callback per ``(what, unit)`` phase, drawn as bars on stderr
+    (stdout stays clean for --json), in one display: done/total, the rate in units per
+    second, the time so far and the time left. No bars in pipes and logs."""
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+    quiet = not session.err.is_terminal
     with Progress(*columns, console=session.err, transient=True, disable=quiet) as bar:
-        task = bar.add_task(what, total=None)
+        yield [updater(bar, bar.add_task(what, total=None, unit=unit)) for what, unit in phases]
 
-        def advance(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
 
+def updater(bar: Progress, task: TaskID) -> Callable[[int, int], None]:
+    """The ``(done, total)`` callback of one task of ``bar``."""
+
+    def advance(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+
+    return advance
+
+
+@contextmanager
+def progress_bar(
+    session: Session, what: str, unit: str = "events"
+) -> Iterator[Callable[[int, int], None]]:
+    """One phase's ``(done, total)`` callback (``progress_bars`` with one phase)."""
+    with progress_bars(session, (what, unit)) as (advance,):
         yield advance
 
 
