@@ -22,6 +22,7 @@ from threadbox.application.settings import Settings
 from threadbox.domain.errors import InvalidInput
 
 from .http.auth import checked_token
+from .http.browsers import cors_origins
 from .http.timeouts import ServerLimits
 from .wiring import DEFAULT_URL, masked_url
 
@@ -98,8 +99,13 @@ class Config(BaseSettings):
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        if isinstance(value, str) or (
+            isinstance(value, list) and all(isinstance(v, str) for v in value)
+        ):
+            try:  # each a scheme://host[:port] origin (ADR 0018)
+                return cors_origins(value)
+            except InvalidInput as bad:
+                raise ValueError(bad.text) from None
         return value
 
     @classmethod

@@ -154,15 +154,19 @@ def test_a_quiet_stream_stays_alive_with_comments(mailbox: Mailbox, server: InTh
     assert comments and comments[0].startswith(": ping")
 
 
-def test_a_stream_of_an_unknown_thread_is_404_and_a_bad_last_event_id_is_400(
+def test_a_bad_last_event_id_is_400_and_one_past_the_threads_version_409_cursor_ahead(
     mailbox: Mailbox,
 ) -> None:
     with TestClient(create_app(mailbox)) as client:
-        missing = client.get("/v1/threads/nope/events/stream")
-        assert (missing.status_code, missing.json()["code"]) == (404, "thread_not_found")
-        mailbox.deliver("t1", [Message.user("a")])
+        mailbox.deliver("t1", [Message.user("a")])  # version 2
         bad = client.get("/v1/threads/t1/events/stream", headers={"Last-Event-ID": "x"})
         assert (bad.status_code, bad.json()["field"]) == (400, "last-event-id")
+        for thread, cursor in [("t1", "3"), ("nope", "1")]:
+            ahead = client.get(
+                f"/v1/threads/{thread}/events/stream", headers={"Last-Event-ID": cursor}
+            )
+            assert (ahead.status_code, ahead.json()["code"]) == (409, "cursor_ahead")
+            assert ahead.headers["content-type"] == "application/problem+json"
 
 
 # ---- a real `threadbox serve`, restarted ------------------------------------------------------

@@ -43,6 +43,7 @@ OPERATION_IDS = {
     "list_threads",
     "healthz",
     "metrics",
+    "create_stream_ticket",
     "healthz_head",
 }
 
@@ -209,6 +210,25 @@ def test_the_errors_routes_answer_are_the_errors_they_declare(
         ("hide_committed", post("committed/c/hide"), 404, "message_not_found"),
         ("get_run", client.get("/v1/runs/r9", headers=AUTH), 404, "run_not_found"),
         ("stream_events", stream(client, "x"), 400, "invalid_input"),
+        ("stream_events", stream(client, "999"), 409, "cursor_ahead"),
+        (
+            "stream_events",
+            client.get(f"{T}/events/stream?ticket=forged.x"),
+            401,
+            "unauthorized",
+        ),
+        (
+            "create_stream_ticket",
+            client.post("/v1/stream-tickets", headers=AUTH, json={"thread_id": ""}),
+            422,
+            "invalid_input",
+        ),
+        (
+            "create_stream_ticket",
+            client.post("/v1/stream-tickets", headers=AUTH, json={"thread": "t1"}),
+            422,
+            "invalid_input",
+        ),
     ]
     for operation_id, answer, status, code in cases:
         assert (answer.status_code, answer.json()["code"]) == (status, code), operation_id

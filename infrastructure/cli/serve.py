@@ -56,6 +56,7 @@ def register(app: typer.Typer) -> None:
             int | None, typer.Option(help=field_help("limit_concurrency"))
         ] = None,
         workers: Annotated[int | None, typer.Option(help=field_help("workers"))] = None,
+        cors_origins: Annotated[str | None, typer.Option(help=field_help("cors_origins"))] = None,
     ) -> None:
         """Serve the HTTP API.
 
@@ -73,6 +74,7 @@ def register(app: typer.Typer) -> None:
                 keep_alive_timeout=keep_alive_timeout,
                 limit_concurrency=limit_concurrency,
                 workers=workers,
+                cors_origins=cors_origins,
             )
             refuse_an_exposed_host(session, config)
             configure_logging(config.log_format, config.log_level)
@@ -134,6 +136,7 @@ def serve_config(
             stream_settings=streams,
             close_on_shutdown=True,
             body_timeout=config.body_timeout,
+            cors_origins=config.cors_origins,
         )
         server = uvicorn.Config(
             api,

@@ -38,7 +38,14 @@ from .log_changes import LogChanges
 from .openapi import declared_response, problem_responses
 from .paths import IdRoute
 from .problems import Problem
-from .stream import StreamSettings, event_source, reader, recorded_batches, resume_point
+from .stream import (
+    TICKET_PARAMETER,
+    StreamSettings,
+    event_source,
+    reader,
+    recorded_batches,
+    resume_point,
+)
 
 router = APIRouter(prefix="/v1/threads/{thread_id:id}/ag-ui", route_class=IdRoute)
 
@@ -203,13 +210,15 @@ INCLUDE_INTERNAL = (
     "are of the thread now; with it (a reconnecting `EventSource` sends it) they are of that "
     "version, and every later event follows, so nothing is missed. An unknown thread is a "
     "plain 404; a `Last-Event-ID` that is not a whole number is 400, one beyond the thread's "
-    "version 409 `cursor_ahead`. " + INCLUDE_INTERNAL,
+    "version 409 `cursor_ahead`. A browser's `EventSource` passes `?ticket=` (from "
+    "`POST /v1/stream-tickets`) instead of the bearer token. " + INCLUDE_INTERNAL,
     tags=["ag-ui"],
     responses={
         200: AG_UI_STREAM,
         **problem_responses(ThreadNotFound, InvalidInput),
         409: declared_response(409, ["cursor_ahead"]),
     },
+    openapi_extra={"parameters": [TICKET_PARAMETER]},
 )
 async def watch(
     thread_id: str,

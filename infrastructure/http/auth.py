@@ -4,7 +4,9 @@ The rules that are easy to get wrong live here, once (ADR 0015): a configured to
 usable (not empty, no whitespace around or inside it, visible ASCII only: what a client can send
 in a header), so a mistyped setting refuses to start instead of disabling auth or locking everyone
 out; the scheme name is case-insensitive (RFC 7235 §2.1, RFC 6750); a request with two
-``Authorization`` headers is ambiguous and answers 400.
+``Authorization`` headers is ambiguous and answers 400. A request without ``Authorization`` to a
+stream route may carry a stream ticket instead (``?ticket=``, ADR 0018: ``tickets.py``); a ticket
+on any other route, expired, tampered with or for another stream answers 401.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from threadbox.errors import InvalidInput
 
 from .problems import problem_response
+from .tickets import Tickets, stream_scope, tickets_in
 
 OPEN_PATHS = frozenset({"/healthz"})
 TOKEN_SETTING = "THREADBOX_API_TOKEN"
@@ -57,9 +60,23 @@ def is_loopback(host: str) -> bool:
 class BearerTokenGuard:
     """ASGI middleware: checks ``Authorization: Bearer <token>`` before anything is parsed."""
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    def __init__(self, app: ASGIApp, token: str, tickets: Tickets | None = None) -> None:
         self.app = app
         self._expected = checked_token(token).encode()
+        self._tickets = tickets or Tickets(token)
+
+    def _ticket_refusal(self, scope: Scope) -> str | None:
+        """Why the request's ``?ticket=`` does not let it through (``None``: it does)."""
+        given = tickets_in(scope.get("query_string", b""))
+        if not given:
+            return "a bearer token is required"
+        if len(given) > 1:
+            return "send one ticket, not several"
+        raw = scope.get("raw_path") or scope["path"].encode()
+        is_stream, thread_id = stream_scope(scope["method"], raw.split(b"?", 1)[0])
+        if not is_stream:
+            return "a stream ticket opens the GET stream routes alone: send the bearer token"
+        return self._tickets.refusal(given[0], thread_id)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
@@ -82,7 +99,11 @@ class BearerTokenGuard:
             await self.app(scope, receive, send)
             return
         if not given:
-            detail = "a bearer token is required"
+            refusal = self._ticket_refusal(scope)
+            if refusal is None:
+                await self.app(scope, receive, send)
+                return
+            detail = refusal
         elif scheme.lower() != b"bearer":
             detail = "the Authorization header must use the Bearer scheme"
         else:

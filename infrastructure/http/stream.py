@@ -13,7 +13,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from functools import partial
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Header, Query, Request
@@ -24,7 +24,7 @@ from threadbox.errors import InvalidInput, ThreadNotFound
 
 from .commands import MailboxDep
 from .log_changes import LogChanges
-from .openapi import problem_responses
+from .openapi import declared_response, problem_responses
 from .paths import IdRoute
 from .problems import Problem
 
@@ -81,12 +81,54 @@ def sse_event(event: RecordedEvent) -> ServerSentEvent:
 
 
 def reader(
-    mailbox: Mailbox, thread_id: str, settings: StreamSettings, include_internal: bool
+    mailbox: Mailbox,
+    thread_id: str,
+    settings: StreamSettings,
+    include_internal: bool,
+    *,
+    missing_ok: bool = False,
 ) -> Callable[[int], list[RecordedEvent]]:
-    """The read a stream makes: the next page of the thread's events after a version."""
-    return lambda after: mailbox.history(
-        thread_id, after_version=after, limit=settings.page, include_internal=include_internal
-    )
+    """The read a stream makes: the next page of the thread's events after a version. With
+    ``missing_ok``, none while the thread has no events yet (its stream waits for the first);
+    else ``ThreadNotFound``."""
+
+    def read(after: int) -> list[RecordedEvent]:
+        try:
+            return mailbox.history(
+                thread_id,
+                after_version=after,
+                limit=settings.page,
+                include_internal=include_internal,
+            )
+        except ThreadNotFound:
+            if missing_ok:
+                return []
+            raise
+
+    return read
+
+
+def check_cursor(mailbox: Mailbox, thread_id: str, after: int) -> None:
+    """409 ``cursor_ahead`` when the thread has no event at version ``after`` (> 0): a client
+    that resumes there saw events this store never recorded (another store, or a restore)."""
+    if after == 0:
+        return
+    try:
+        there = mailbox.history(thread_id, after_version=after - 1, limit=1)
+    except ThreadNotFound:
+        there = []
+    if not there:
+        raise Problem(
+            409,
+            "cursor_ahead",
+            f"the resume point {after} is ahead of thread {thread_id!r}'s version: it has no "
+            "event there (a cursor from another store?); resume from 0 or a version it has",
+            thread_id=thread_id,
+            expected=after,
+        )
+
+
+CURSOR_AHEAD: dict[int | str, dict[str, Any]] = {409: declared_response(409, ["cursor_ahead"])}
 
 
 async def recorded_batches(
@@ -160,6 +202,15 @@ def event_source(
     )
 
 
+TICKET_PARAMETER = {
+    "name": "ticket",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "a stream ticket from `POST /v1/stream-tickets`, instead of the bearer "
+    "token (for `EventSource`, which cannot send headers); valid 60 s, for this stream only",
+}
+
 STREAM_FORMAT = (
     "A server-sent event stream. Each event has `id:` = the thread version, `event:` = the "
     "event type, and `data:` = one `RecordedEvent` as JSON (the same objects as "
@@ -176,17 +227,22 @@ STREAM_FORMAT = (
     description="Sends every event after the resume point, in version order, each once, then "
     "live events as they are recorded (by any process), until the client disconnects or the "
     "server stops. The resume point is the `Last-Event-ID` header (a reconnecting "
-    "`EventSource` sends it), else `?after_version=`, else 0. An unknown thread is a plain "
-    "404 before the stream starts; a `Last-Event-ID` that is not a whole number is 400. The "
-    "log is read a page at a time, the next once the last is sent. " + REDACTED,
+    "`EventSource` sends it), else `?after_version=`, else 0. A thread with no events yet "
+    "answers 200 and waits for its first; a resume point past the thread's version is a "
+    "plain 409 `cursor_ahead` before the stream starts, and a `Last-Event-ID` that is not a "
+    "whole number is 400. The log is read a page at a time, the next once the last is sent. "
+    "A browser's `EventSource` passes `?ticket=` (from `POST /v1/stream-tickets`) instead of "
+    "the bearer token. " + REDACTED,
     tags=["events"],
     responses={
         200: {
             "description": STREAM_FORMAT,
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
         },
-        **problem_responses(ThreadNotFound, InvalidInput),
+        **problem_responses(InvalidInput),
+        **CURSOR_AHEAD,
     },
+    openapi_extra={"parameters": [TICKET_PARAMETER]},
 )
 async def stream(
     thread_id: str,
@@ -200,9 +256,11 @@ async def stream(
     changes: LogChanges = request.app.state.changes
     seen = changes.generation
     settings: StreamSettings = request.app.state.stream_settings
-    read = reader(mailbox, thread_id, settings, include_internal)
-    # The first read happens before the response starts, so an unknown thread is a plain 404.
+    read = reader(mailbox, thread_id, settings, include_internal, missing_ok=True)
+    # The first read happens before the response starts, so a bad cursor is a plain 409.
     first = await run_in_threadpool(read, after)
+    if not first:
+        await run_in_threadpool(check_cursor, mailbox, thread_id, after)
     shutdown = anyio.Event()  # set by sse-starlette when the server is stopping
     return event_source(
         follow(read, first, seen, after, settings, changes, shutdown),
