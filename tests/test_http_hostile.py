@@ -368,3 +368,72 @@ def test_the_valid_requests_of_the_same_shapes_succeed(
     assert client.get("/v1/threads/t1/pending").json()["entries"] == []
     assert client.get("/v1/runs/r1").json()["termination"] == "cancelled"
     assert [m["seq"] for m in client.get("/v1/threads/t2/committed").json()["messages"]] == [2]
+
+
+# ---- stream tickets (ADR 0018) ------------------------------------------------------------------
+
+TICKET_TOKEN = "hostile-s3cret"
+TICKET_AUTH = {"Authorization": f"Bearer {TICKET_TOKEN}"}
+
+
+@pytest.fixture
+def ticketing(mailbox: Mailbox) -> Iterator[TestClient]:
+    with TestClient(create_app(mailbox, token=TICKET_TOKEN, max_body_bytes=LIMIT)) as c:
+        assert c.post("/v1/threads/t1/messages", headers=TICKET_AUTH, json=ROUTES["deliver"].body)
+        yield c
+
+
+ticket_bodies = st.one_of(
+    st.sampled_from(top_level),
+    st.sampled_from([b for b in bad_id if b not in (None, " ")]).map(lambda b: {"thread_id": b}),
+    st.dictionaries(
+        st.text(max_size=8).filter(lambda k: k != "thread_id"), st.integers(), min_size=1
+    ),
+)
+
+
+@memory_only
+@EXAMPLES
+@given(body=ticket_bodies)
+def test_hostile_ticket_requests_are_refused_and_write_nothing(
+    mailbox: Mailbox, ticketing: TestClient, body: Any
+) -> None:
+    assume(body is not None)  # no body asks for a cross-thread ticket: valid
+    headers = TICKET_AUTH | {"Content-Type": "application/json"}
+    content = json.dumps(body).encode()  # lone surrogates as \ud800 escapes
+    code = assert_refused(
+        mailbox, ticketing, "POST", "/v1/stream-tickets", content=content, headers=headers
+    )
+    assert code == "invalid_input"
+
+
+@memory_only
+@EXAMPLES
+@given(raw=st.binary(max_size=300))
+def test_raw_bytes_as_a_ticket_request_are_refused_and_write_nothing(
+    mailbox: Mailbox, ticketing: TestClient, raw: bytes
+) -> None:
+    assume(raw != b"")  # no body asks for a cross-thread ticket: valid
+    try:
+        json.loads(raw)
+        assume(False)  # JSON is the other test's
+    except ValueError:
+        pass
+    headers = TICKET_AUTH | {"Content-Type": "application/json"}
+    assert_refused(mailbox, ticketing, "POST", "/v1/stream-tickets", content=raw, headers=headers)
+
+
+@memory_only
+@EXAMPLES
+@given(
+    path=st.sampled_from(
+        ["/v1/threads/t1/events/stream", "/v1/threads/t1/ag-ui", "/v1/events/stream"]
+    ),
+    ticket=st.one_of(st.text(max_size=400), st.sampled_from(["%ff", "%ED%A0%80", "a.b", "."])),
+)
+def test_hostile_tickets_on_the_stream_routes_are_401_and_write_nothing(
+    mailbox: Mailbox, ticketing: TestClient, path: str, ticket: str
+) -> None:
+    query = ticket if ticket.startswith("%") else quote(ticket, safe="")
+    code = assert_refused(mailbox, ticketing, "GET", f"{path}?ticket={query}")
+    assert code in ("unauthorized", "invalid_input")

@@ -108,6 +108,9 @@ router = APIRouter()
 def create_stream_ticket(
     request: Request, body: Annotated[TicketRequest | None, Body()] = None
 ) -> StreamTicket:
+    thread_id = None if body is None else body.thread_id
+    if thread_id is not None:
+        thread_id = identifier(thread_id, "thread_id")
     tickets: Tickets | None = request.app.state.tickets
     if tickets is None:
         raise Problem(
@@ -115,8 +118,5 @@ def create_stream_ticket(
             "tickets_disabled",
             "this server has no API token, so its streams need no ticket: open them directly",
         )
-    thread_id = None if body is None else body.thread_id
-    if thread_id is not None:
-        thread_id = identifier(thread_id, "thread_id")
     issued = tickets.issue(thread_id)
     return StreamTicket(ticket=issued.ticket, expires_at=issued.expires_at)
