@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -88,3 +89,23 @@ class Follower:
                 self._failures += 1
                 log.exception("views catch-up failed after position %r; retrying", self._position)
                 self._stop.wait(self._retry)
+
+
+class PollingDoorbell:
+    """A ``Doorbell`` that rings every ``interval`` seconds (SQLite and memory have no
+    notifications): a subscriber reads again at most ``interval`` after a commit."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+
+    def listen(self) -> None:
+        """Nothing to start."""
+        return None
+
+    def wait(self, timeout: float) -> None:
+        """Sleep ``interval`` seconds, or ``timeout`` if that is shorter."""
+        time.sleep(max(0.0, min(self.interval, timeout)))
+
+    def close(self) -> None:
+        """Nothing to release."""
+        return None

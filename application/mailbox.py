@@ -3,7 +3,7 @@ to the queries, both over one repository of thread states."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,11 +20,13 @@ from threadbox.domain.records import (
 )
 from threadbox.domain.values import DeliveryBoundary, DeliveryMode, Message
 
-from .ports import CommandMetrics, EventStore, Views
+from .following import PollingDoorbell
+from .ports import CommandMetrics, Doorbell, EventStore, Position, Views
 from .queries import Queries
 from .repository import ThreadRepository
 from .service import CommandService
 from .settings import Settings
+from .subscriptions import LogItem, Subscriptions
 
 
 def _utc_now() -> datetime:
@@ -47,10 +49,13 @@ class Mailbox:
         settings: Settings | None = None,
         clock: Callable[[], datetime] | None = None,
         metrics: CommandMetrics | None = None,
+        doorbell: Callable[[], Doorbell] | None = None,
     ) -> None:
         """A mailbox over ``store`` and ``views`` (``threadbox.open`` wires both from a URL);
         ``clock`` gives the time stamped on events (default: now, in UTC); ``metrics`` is told
-        of every command (``threadbox.open`` gives a Prometheus registry, ``threadbox.metrics``)."""
+        of every command (``threadbox.open`` gives a Prometheus registry, ``threadbox.metrics``);
+        ``doorbell`` makes what each subscriber waits on for commits (default: a 50 ms poll;
+        ``threadbox.open`` gives LISTEN/NOTIFY on PostgreSQL)."""
         self.store = store
         """The event store: every thread's events, one stream per thread."""
         self.views = views
@@ -62,6 +67,9 @@ class Mailbox:
         """Where every command is reported (with its outcome and duration)."""
         self._commands = CommandService(self._repository, self.settings)
         self._queries = Queries(store, views, self._repository)
+        self._subscriptions = Subscriptions(
+            store, self._repository, doorbell or (lambda: PollingDoorbell(0.05))
+        )
 
     @property
     def conflicts(self) -> int:
@@ -286,6 +294,48 @@ class Mailbox:
             limit=limit,
             include_internal=include_internal,
         )
+
+    # ---- subscriptions ---------------------------------------------------------------------
+
+    def head(self) -> Position:
+        """The position of the newest event in the store's commit order (``""`` if none): a
+        ``follow(after=mb.head())`` yields only what is committed from now on."""
+        return self._subscriptions.head()
+
+    def follow(
+        self, after: Position = "", *, limit: int | None = None, timeout: float | None = 0.0
+    ) -> Iterator[LogItem]:
+        """Every event of every thread committed after the position ``after`` (``""``: from
+        the first), each exactly once, in commit order, also while other processes write; within
+        a thread in version order. Each ``LogItem`` has its position: follow on from the last one
+        read, in this process or another, after a restart too.
+
+        It ends after ``limit`` items, or once nothing new has arrived for ``timeout`` seconds
+        (``None``: never). It reads in pages, so a follower far behind holds one page at a time.
+        ``after`` that is no position of this store raises ``InvalidInput`` (field ``after``)."""
+        return self._subscriptions.follow(after, limit=limit, timeout=timeout)
+
+    def watch(
+        self, thread_id: str, after_version: int = 0, *, timeout: float | None = 0.0
+    ) -> Iterator[RecordedEvent]:
+        """``follow`` for one thread, keyed by version: its events after ``after_version``, in
+        version order; it ends once nothing new has arrived for ``timeout`` seconds (``None``:
+        never)."""
+        return self._subscriptions.watch(thread_id, after_version, timeout=timeout)
+
+    def wait_for_work(
+        self,
+        thread_id: str,
+        boundary: DeliveryBoundary | str,
+        run_id: str | None = None,
+        *,
+        timeout: float | None,
+    ) -> bool:
+        """``True`` as soon as a freeze at ``boundary`` by ``run_id`` (default: the thread's
+        open run) would select at least one pending entry, ``False`` after ``timeout`` seconds
+        (``None``: wait for ever). It wakes on commits by any process (PostgreSQL LISTEN/NOTIFY,
+        else a poll every 50 ms), never by a busy loop; a thread not created yet has no work."""
+        return self._subscriptions.wait_for_work(thread_id, boundary, run_id, timeout=timeout)
 
     def close(self) -> None:
         """Stop the views' background work and close the views and the store."""

@@ -347,3 +347,17 @@ class Wakeup(Protocol):
 
     def close(self) -> None:
         """Release what waiting holds (a connection)."""
+
+
+class Doorbell(Protocol):
+    """How one subscriber (``follow``, ``watch``, ``wait_for_work``) learns that other writers
+    may have committed: PostgreSQL LISTEN/NOTIFY, or a short poll on SQLite and memory."""
+
+    def listen(self) -> None:
+        """Start listening, before the subscriber's first read: no commit after it is missed."""
+
+    def wait(self, timeout: float) -> None:
+        """Return when new events may have been committed, or after ``timeout`` seconds."""
+
+    def close(self) -> None:
+        """Release what listening holds (a connection)."""

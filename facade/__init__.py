@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from threadbox.application.mailbox import Mailbox
     from threadbox.application.ports import VerifyReport
     from threadbox.application.settings import Settings
+    from threadbox.application.subscriptions import LogItem
     from threadbox.domain.records import (
         Checkpoint,
         CommitKind,
@@ -51,6 +52,7 @@ __all__ = [
     "DeliveryGranularity",
     "DeliveryMode",
     "FreezeResult",
+    "LogItem",
     "Mailbox",
     "Message",
     "PendingEntry",
@@ -73,6 +75,7 @@ EXPORTS: dict[str, str] = {
     "Mailbox": "threadbox.application.mailbox",
     "VerifyReport": "threadbox.application.ports",
     "Settings": "threadbox.application.settings",
+    "LogItem": "threadbox.application.subscriptions",
     **dict.fromkeys(
         (
             "Checkpoint",

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from threadbox.application.following import PollingWakeup
+from threadbox.application.following import PollingDoorbell, PollingWakeup
 from threadbox.application.mailbox import Mailbox
-from threadbox.application.ports import ViewBackend, Wakeup
+from threadbox.application.ports import Doorbell, ViewBackend, Wakeup
 from threadbox.application.settings import Settings
 from threadbox.application.views import ProjectedViews
 from threadbox.domain.errors import StoreNotFound
@@ -18,7 +18,7 @@ from .faults import translating
 from .metrics import PrometheusMetrics
 from .pg_wakeup import events_channel
 from .store import RecorderStore, StoreLocation
-from .views.listening import ListeningWakeup
+from .views.listening import ListeningDoorbell, ListeningWakeup
 from .views.memory import MemoryViewBackend
 
 EVENTS_TABLE = "stored_events"  # eventsourcing's application recorder table, in every store kind
@@ -44,7 +44,9 @@ def open_mailbox(
     try:
         backend, wakeup = view_backend(location)
         metrics = PrometheusMetrics()
-        mailbox = Mailbox(store, ProjectedViews(store, backend, wakeup), settings, metrics=metrics)
+        views = ProjectedViews(store, backend, wakeup)
+        bell = doorbell(location)
+        mailbox = Mailbox(store, views, settings, metrics=metrics, doorbell=bell)
         metrics.watch(mailbox)
         return mailbox
     except BaseException:
@@ -65,6 +67,16 @@ def view_backend(location: StoreLocation) -> tuple[ViewBackend, Wakeup]:
         channel = events_channel(location.pg_schema)  # the store notifies it after commit
         return backend, ListeningWakeup(location.pg_conninfo, channel, fallback=1.0)
     return MemoryViewBackend(), PollingWakeup(0.05)
+
+
+def doorbell(location: StoreLocation) -> Callable[[], Doorbell]:
+    """What each subscriber (follow, watch, wait_for_work) waits on for other writers' commits:
+    LISTEN on the schema's channel on PostgreSQL (a poll every second makes up for a missed
+    notification), a 50 ms poll on SQLite and memory."""
+    if location.kind == "postgres":
+        conninfo, channel = location.pg_conninfo, events_channel(location.pg_schema)
+        return lambda: ListeningDoorbell(conninfo, channel, fallback=1.0)
+    return lambda: PollingDoorbell(0.05)
 
 
 DEFAULT_URL = "sqlite:///./threadbox.db"

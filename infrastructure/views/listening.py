@@ -10,6 +10,7 @@ still catches up itself (``Views.catch_up``)."""
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import psycopg
@@ -56,6 +57,47 @@ class ListeningWakeup:
         received = sum(1 for _ in self._conn.notifies(timeout=timeout, stop_after=stop_after))
         self.notifications += received
         return received
+
+    def close(self) -> None:
+        """Close the listening connection."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+class ListeningDoorbell:
+    """A subscriber's ``Doorbell`` on PostgreSQL: LISTEN on the events channel from its own
+    connection; a notification missed (connection lost) is made up by a poll every
+    ``fallback`` seconds."""
+
+    def __init__(self, conninfo: str, channel: str, fallback: float) -> None:
+        self.conninfo = conninfo
+        self.channel = channel
+        self.fallback = fallback
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def listen(self) -> None:
+        """Connect and LISTEN (once)."""
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self.conninfo, autocommit=True)
+            self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+
+    def wait(self, timeout: float) -> None:
+        """Return on a notification, or after ``timeout`` (at most ``fallback``) seconds."""
+        timeout = max(0.0, min(timeout, self.fallback))
+        if self._conn is None or self._conn.closed:
+            try:
+                self.listen()
+            except psycopg.Error:
+                time.sleep(timeout)  # the server is away: the caller reads (and raises) next
+                return
+            return  # listening anew: the caller reads again, so nothing is missed
+        conn = self._conn
+        try:
+            for _ in conn.notifies(timeout=timeout, stop_after=1):
+                pass
+        except psycopg.Error:
+            self.close()
 
     def close(self) -> None:
         """Close the listening connection."""
