@@ -148,9 +148,10 @@ class Mailbox:
         self,
         thread_id: str,
         boundary: DeliveryBoundary | str,
-        run_id: str,
+        run_id: str | None = None,
         *,
         expected_version: int | None = None,
+        rollback: bool = False,
     ) -> FreezeResult:
         """Move the pending entries that a freeze at ``boundary`` selects into the committed
         zone, as inputs of ``run_id``, in one write.
@@ -159,8 +160,14 @@ class Mailbox:
         and ``on_natural_end`` need ``run_id`` running (``RunNotRunning``); ``resume_input``
         needs it waiting (``RunNotWaiting``); ``new_run`` starts it, or resumes it when it is
         the waiting run, and needs no other open run (``ThreadBusy``). When nothing is
-        selected, nothing changes and ``committed`` is empty."""
-        return self._commands.freeze(thread_id, boundary, run_id, expected_version)
+        selected, nothing changes and ``committed`` is empty.
+
+        ``run_id=None`` at ``new_run`` or ``interrupt`` starts a run with a generated id (a
+        UUIDv7, in ``FreezeResult.run_id``). ``rollback=True`` (``interrupt`` only) also hides,
+        in the same write, every output the interrupted run committed (their ids in
+        ``FreezeResult.hidden``). A command by a run that an interrupt ended raises
+        ``RunInterrupted``, naming the run that interrupted it."""
+        return self._commands.freeze(thread_id, boundary, run_id, expected_version, rollback)
 
     def submit(
         self,

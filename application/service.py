@@ -77,12 +77,27 @@ class CommandService:
         self,
         thread_id: str,
         boundary: DeliveryBoundary | str,
-        run_id: str,
+        run_id: str | None,
         expected_version: int | None,
+        rollback: bool = False,
     ) -> FreezeResult:
-        """Commit what a freeze at ``boundary`` selects, for ``run_id``."""
+        """Commit what a freeze at ``boundary`` selects, for ``run_id`` (generated for a
+        ``new_run`` or ``interrupt`` freeze when None)."""
         expected = inputs.guard(expected_version, "expected_version")
-        command = c.Freeze(inputs.boundary(boundary), inputs.identifier(run_id, "run_id"), expected)
+        at = inputs.boundary(boundary)
+        if not isinstance(rollback, bool):
+            raise errors.InvalidInput(
+                f"rollback must be true or false, got {rollback!r}", "rollback"
+            )
+        if run_id is None:
+            if at not in (DeliveryBoundary.NEW_RUN, DeliveryBoundary.INTERRUPT):
+                raise errors.InvalidInput(
+                    f"a {at.value} freeze needs the run_id of the run it is for (only new_run "
+                    "and interrupt generate one)",
+                    "run_id",
+                )
+            run_id = self._new_id()
+        command = c.Freeze(at, inputs.identifier(run_id, "run_id"), expected, rollback)
         return self._transact(thread_id, command, results.frozen)[0]
 
     def submit(

@@ -50,6 +50,7 @@ class Freeze:
     boundary: DeliveryBoundary
     run_id: str
     expected_version: int | None = None
+    rollback: bool = False  # interrupt only: hide the interrupted run's outputs too
 
 
 @dataclass(frozen=True)

@@ -224,6 +224,28 @@ class RunNotRunning(ThreadboxError):
     detail: str
 
 
+@dataclass(eq=False, repr=False, init=False)
+class RunInterrupted(RunNotRunning):
+    """The command's run is not running because another writer interrupted it: ``by_run_id``
+    is the run that the interrupting freeze started (None when the run was finished as
+    interrupted by ``finish_run``). A ``RunNotRunning``, so that callers that only know that
+    one still catch it."""
+
+    code = "run_interrupted"
+    template = "run {e.run_id!r} was interrupted by run {e.by_run_id!r}"
+    message_only = frozenset({"detail"})
+    by_run_id: str | None
+
+    def __init__(self, run_id: str | None, by_run_id: str | None) -> None:
+        self.run_id = run_id
+        self.by_run_id = by_run_id
+        self.detail = f"it was interrupted by run {by_run_id!r}"
+        self.__post_init__()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.run_id, self.by_run_id)
+
+
 @dataclass(eq=False, repr=False)
 class RunNotWaiting(ThreadboxError):
     """The command needs this run to be the thread's waiting run; ``detail`` says which is."""

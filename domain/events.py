@@ -130,15 +130,25 @@ def _run_finished_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "detail": None}
 
 
-class RunFinished(ThreadEvent):
-    """The open run ended (version 2: with a ``detail``)."""
+def _run_finished_v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
+    # Version 2 did not say which run an interrupting freeze started.
+    return {**data, "by_run_id": None}
 
-    class_version: ClassVar[int] = 2
-    upcasters: ClassVar[dict[int, Upcaster]] = {1: _run_finished_v1_to_v2}
+
+class RunFinished(ThreadEvent):
+    """The open run ended (version 2: with a ``detail``; version 3: ``by_run_id``, the run an
+    interrupting freeze started, else None)."""
+
+    class_version: ClassVar[int] = 3
+    upcasters: ClassVar[dict[int, Upcaster]] = {
+        1: _run_finished_v1_to_v2,
+        2: _run_finished_v2_to_v3,
+    }
 
     run_id: str
     termination: Termination
     detail: str | None
+    by_run_id: str | None = None
 
 
 class PendingMessagesFrozen(ThreadEvent):

@@ -12,6 +12,7 @@ from .commands import Freeze, Submit
 from .emitter import Emitter
 from .events import (
     AnyThreadEvent,
+    CommittedMessageHidden,
     DeliveredMessage,
     FrozenMessage,
     MessagesDelivered,
@@ -58,7 +59,7 @@ def _plan_runs(state: Thread, boundary: DeliveryBoundary, run_id: str) -> _RunPl
         return _RunPlan(True, False, open_run.run_id if open_run else None)
     if boundary in (B.NEXT_STEP, B.ON_NATURAL_END):
         if state.running_run_id != run_id:
-            raise errors.RunNotRunning(run_id, f"the running run is {state.running_run_id!r}")
+            raise state.not_running(run_id, f"the running run is {state.running_run_id!r}")
         return _RunPlan(False, False, None)
     if boundary == B.RESUME_INPUT:
         if state.waiting_run_id != run_id:
@@ -89,15 +90,23 @@ def _commit_input(
     boundary: DeliveryBoundary,
     run_id: str,
     expired: list[str],
+    rollback: bool = False,
 ) -> None:
-    """The events of a non-empty freeze, in the fixed order of docs/semantics.md §5."""
+    """The events of a non-empty freeze, in the fixed order of docs/semantics.md §5; a
+    rollback hides the interrupted run's outputs right after its ``RunFinished``."""
     if plan.interrupted is not None:
+        outputs = emit.state.open_run_outputs()
         emit(
             RunFinished,
             run_id=plan.interrupted,
             termination=Termination.INTERRUPTED,
             detail=f"interrupted by run {run_id!r}",
+            by_run_id=run_id,
         )
+        if rollback:
+            for message_id, seq in outputs:
+                if message_id not in emit.state.hidden:
+                    emit(CommittedMessageHidden, message_id=message_id, seq=seq, reason="rollback")
         if expired:
             emit(PendingMessagesExpired, run_id=plan.interrupted, pending_ids=expired)
     if plan.start:
@@ -127,6 +136,10 @@ def freeze(state: Thread, command: Freeze, now: datetime) -> list[AnyThreadEvent
     require_thread(state)
     require_version(state, command.expected_version)
     boundary, run_id = command.boundary, command.run_id
+    if command.rollback and boundary != B.INTERRUPT:
+        raise errors.InvalidInput(
+            f"rollback is for interrupt freezes, not {boundary.value}", "rollback"
+        )
     plan = _plan_runs(state, boundary, run_id)
     expired = state.expiring(plan.interrupted) if plan.interrupted else []
     queue = _without(state, expired)
@@ -134,7 +147,7 @@ def freeze(state: Thread, command: Freeze, now: datetime) -> list[AnyThreadEvent
     if not scan.selected:
         return []
     emit = Emitter(state, now)
-    _commit_input(emit, queue, scan.selected, plan, boundary, run_id, expired)
+    _commit_input(emit, queue, scan.selected, plan, boundary, run_id, expired, command.rollback)
     return emit.events
 
 

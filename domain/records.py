@@ -81,6 +81,7 @@ class FreezeResult(_Record):
     version: int
     interrupted_run_id: str | None = None
     expired: list[str] = []
+    hidden: list[str] = []
 
 
 class RunRecord(_Record):

@@ -23,6 +23,7 @@ from .commands import (
 )
 from .events import (
     AnyThreadEvent,
+    CommittedMessageHidden,
     MessagesDelivered,
     PendingMessageEdited,
     PendingMessagesExpired,
@@ -177,8 +178,11 @@ def frozen(
     committed: list[CommittedMessage] = []
     interrupted: str | None = None
     expired_ids: list[str] = []
+    hidden: list[str] = []
     for event in events:
         match event:
+            case CommittedMessageHidden(message_id=message_id):
+                hidden.append(message_id)
             case RunFinished(termination=Termination.INTERRUPTED, run_id=run_id):
                 interrupted = run_id
             case PendingMessagesExpired(pending_ids=pending_ids):
@@ -205,6 +209,7 @@ def frozen(
         version=state.version + len(events),
         interrupted_run_id=interrupted,
         expired=expired_ids,
+        hidden=hidden,
     )
 
 

@@ -25,7 +25,7 @@ def suspend_run(state: Thread, command: SuspendRun, now: datetime) -> list[AnyTh
     """The running run waits (for resume_input work)."""
     require_thread(state)
     if state.running_run_id != command.run_id:
-        raise errors.RunNotRunning(command.run_id, f"the running run is {state.running_run_id!r}")
+        raise state.not_running(command.run_id, f"the running run is {state.running_run_id!r}")
     emit = Emitter(state, now)
     emit(RunSuspended, run_id=command.run_id, reason=command.reason)
     return emit.events
@@ -35,7 +35,7 @@ def finish_run(state: Thread, command: FinishRun, now: datetime) -> list[AnyThre
     """The open run ends; entries only it could consume expire with it."""
     require_thread(state)
     if state.open_run_id != command.run_id:
-        raise errors.RunNotRunning(command.run_id, f"the open run is {state.open_run_id!r}")
+        raise state.not_running(command.run_id, f"the open run is {state.open_run_id!r}")
     emit = Emitter(state, now)
     emit(RunFinished, run_id=command.run_id, termination=command.termination, detail=command.detail)
     expired = state.expiring(command.run_id)
@@ -48,7 +48,7 @@ def commit_output(state: Thread, command: CommitOutput, now: datetime) -> list[A
     """The running run's outputs join the committed zone, at the next seqs."""
     require_thread(state)
     if state.running_run_id != command.run_id:
-        raise errors.RunNotRunning(command.run_id, f"the running run is {state.running_run_id!r}")
+        raise state.not_running(command.run_id, f"the running run is {state.running_run_id!r}")
     for message in command.messages:
         if message.role is Role.USER:
             raise errors.InvalidInput(

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import assert_never
 
+from . import errors
 from .errors import CorruptHistory
 from .events import (
     AnyThreadEvent,
@@ -126,6 +127,7 @@ class Run:
     input_ranges: list[tuple[int, int]] = field(default_factory=list)
     output_message_ids: list[str] = field(default_factory=list)
     freeze_count: int = 0
+    output_seqs: list[int] = field(default_factory=list)  # of output_message_ids, in order
 
 
 @dataclass
@@ -147,6 +149,8 @@ class Thread:
     earlier_run_ids: set[str] = field(default_factory=set)
     runs_complete: bool = True
     ids_complete: bool = True
+    # Runs that an interrupting freeze ended, with the run it started (snapshots keep it).
+    interrupted_by: dict[str, str] = field(default_factory=dict)
 
     @property
     def exists(self) -> bool:
@@ -186,6 +190,20 @@ class Thread:
             if p.mode.target_run_id == run_id and not p.mode.fallback_to_new_run
         ]
 
+    def open_run_outputs(self) -> list[tuple[str, int]]:
+        """The open run's outputs, (message id, seq) in order (what a rollback hides)."""
+        run = self.open_run
+        if run is None:
+            return []
+        return list(zip(run.output_message_ids, run.output_seqs, strict=True))
+
+    def not_running(self, run_id: str, detail: str) -> Exception:
+        """The error for a command by ``run_id`` when it is not the run the command needs:
+        ``RunInterrupted`` if another writer's interrupt ended it, else ``RunNotRunning``."""
+        if run_id in self.interrupted_by:
+            return errors.RunInterrupted(run_id, self.interrupted_by[run_id])
+        return errors.RunNotRunning(run_id, detail)
+
     def decision_state(self) -> tuple[object, ...]:
         """What a snapshot keeps of what decisions read: equal for two states means the same
         decisions, whatever run history or used ids either holds (the ids a snapshot leaves out
@@ -195,6 +213,8 @@ class Thread:
             self.pending,
             self.last_seq,
             (self.open_run_id, self.running_run_id, self.waiting_run_id),
+            self.interrupted_by,
+            self.open_run_outputs(),
         )
 
     def copy(self) -> Thread:
@@ -272,7 +292,9 @@ def _apply(state: Thread, event: AnyThreadEvent) -> None:
             state.open_run_id = run_id
         case RunSuspended(run_id=run_id):
             state.runs[run_id].status = RunStatus.WAITING
-        case RunFinished(run_id=run_id, termination=termination, detail=detail):
+        case RunFinished(run_id=run_id, termination=termination, detail=detail, by_run_id=by):
+            if by is not None:
+                state.interrupted_by[run_id] = by
             run = state.runs[run_id]
             run.status, run.termination, run.detail = RunStatus.DONE, termination, detail
             run.finished_at = at
@@ -292,6 +314,7 @@ def _apply(state: Thread, event: AnyThreadEvent) -> None:
                 message_id = _message_id(o.message, event)
                 state.used[message_id] = ("committed", o.seq)
                 state.runs[run_id].output_message_ids.append(message_id)
+                state.runs[run_id].output_seqs.append(o.seq)
             state.last_seq = outputs[-1].seq
         case CommittedMessageHidden(message_id=message_id):
             state.hidden.add(message_id)

@@ -193,17 +193,19 @@ def _run_from_json(d: dict[str, Any]) -> Run:
         input_ranges=[(a, b) for a, b in d["input_ranges"]],
         output_message_ids=list(d["output_message_ids"]),
         freeze_count=d["freeze_count"],
+        output_seqs=list(d.get("output_seqs", [])),
     )
 
 
 def _open_run_to_json(r: Run) -> dict[str, Any]:
-    """The open run as decisions see it: its id, status and start (not its history)."""
+    """The open run as decisions see it: its id, status, start and outputs with their seqs
+    (what a rollback hides), not the rest of its history."""
     return {
         **_run_to_json(r),
         "trigger_message_ids": [],
         "input_ranges": [],
-        "output_message_ids": [],
         "freeze_count": 0,
+        "output_seqs": r.output_seqs,
     }
 
 
@@ -219,6 +221,7 @@ def encode_snapshot(state: Thread) -> StoredEvent:
         "pending": [_pending_to_json(p) for p in state.pending],
         "last_seq": state.last_seq,
         "open_run": _open_run_to_json(open_run) if open_run is not None else None,
+        "interrupted_by": state.interrupted_by,
     }
     return StoredEvent(
         originator_id=stream_id(state.thread_id),
@@ -235,6 +238,8 @@ def decode_snapshot(stored: StoredEvent) -> Thread | None:
     body = orjson.loads(stored.state)
     if stored.topic != SNAPSHOT_TOPIC or body.get("format") not in READABLE_SNAPSHOT_FORMATS:
         return None  # an unknown snapshot format is simply not used: the log is the truth
+    if "interrupted_by" not in body:
+        return None  # written before runs kept who interrupted them and the open run's outputs
     pending = [_pending_from_json(p) for p in body["pending"]]
     open_run = _run_from_json(body["open_run"]) if body["open_run"] else None
     return Thread(
@@ -247,4 +252,5 @@ def decode_snapshot(stored: StoredEvent) -> Thread | None:
         open_run_id=open_run.run_id if open_run else None,
         runs_complete=False,
         ids_complete=False,
+        interrupted_by=dict(body["interrupted_by"]),
     )

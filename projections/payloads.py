@@ -86,6 +86,7 @@ class RunFinished(ThreadEvent):
     run_id: str
     termination: str
     detail: str | None
+    by_run_id: str | None
 
 
 class PendingMessagesFrozen(ThreadEvent):

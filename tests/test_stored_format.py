@@ -11,7 +11,7 @@ from typing import Any
 from threadbox import DeliveryBoundary, Mailbox, Message, Termination
 
 THREAD_IDS = ["t1", "a thread/with slashes, blanks and ünïcödé 🧵"]
-PAYLOAD_VERSIONS = {"RunFinished": 2}  # every other event type is at version 1
+PAYLOAD_VERSIONS = {"RunFinished": 3}  # every other event type is at version 1
 
 
 def stream_of(thread_id: str) -> uuid.UUID:

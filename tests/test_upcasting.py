@@ -1,4 +1,4 @@
-"""A `RunFinished` stored at class_version 1 (no ``detail``) reads as version 2 everywhere:
+"""A `RunFinished` stored at class_version 1 (no ``detail``) reads as version 3 everywhere:
 the fold, the history, the views and verify (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
@@ -53,7 +53,12 @@ def test_a_version_1_run_finished_reads_as_version_2_in_fold_history_and_views(
 
     last = mailbox.history("t")[-1]
     assert (last.version, last.type, last.timestamp) == (version, "RunFinished", FINISHED_AT)
-    assert last.data == {"run_id": "r", "termination": "cancelled", "detail": None}
+    assert last.data == {
+        "run_id": "r",
+        "termination": "cancelled",
+        "detail": None,
+        "by_run_id": None,  # version 3: up from 1 through both upcasters
+    }
 
     mailbox.views.catch_up()
     run = mailbox.run("r")
