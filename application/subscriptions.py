@@ -202,4 +202,4 @@ def has_work(state: Thread, boundary: DeliveryBoundary, run_id: str | None) -> b
     """Would a freeze at ``boundary`` by ``run_id`` (default: the thread's open run) select an
     entry of the pending zone now?"""
     current = run_id if run_id is not None else state.open_run_id
-    return bool(scan_for_freeze(state.pending, boundary, current).selected)
+    return bool(scan_for_freeze(list(state.pending), boundary, current).selected)
