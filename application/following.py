@@ -102,9 +102,10 @@ class PollingDoorbell:
         """Nothing to start."""
         return None
 
-    def wait(self, timeout: float) -> None:
-        """Sleep ``interval`` seconds, or ``timeout`` if that is shorter."""
+    def wait(self, timeout: float) -> bool:
+        """Sleep ``interval`` seconds, or ``timeout`` if that is shorter (then read again)."""
         time.sleep(max(0.0, min(self.interval, timeout)))
+        return True
 
     def close(self) -> None:
         """Nothing to release."""

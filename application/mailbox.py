@@ -3,10 +3,12 @@ to the queries, both over one repository of thread states."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from threadbox.domain.errors import InvalidInput, ThreadBusy, ThreadNotFound
 from threadbox.domain.records import (
     Checkpoint,
     CommittedMessage,
@@ -20,6 +22,7 @@ from threadbox.domain.records import (
 )
 from threadbox.domain.values import DeliveryBoundary, DeliveryMode, Message
 
+from .agent import Run
 from .following import PollingDoorbell
 from .ports import CommandMetrics, Doorbell, EventStore, Position, Views
 from .queries import Queries
@@ -343,6 +346,57 @@ class Mailbox:
         (``None``: wait for ever). It wakes on commits by any process (PostgreSQL LISTEN/NOTIFY,
         else a poll every 50 ms), never by a busy loop; a thread not created yet has no work."""
         return self._subscriptions.wait_for_work(thread_id, boundary, run_id, timeout=timeout)
+
+    # ---- running an agent ------------------------------------------------------------------
+
+    def start_run(
+        self,
+        thread_id: str,
+        run_id: str | None = None,
+        *,
+        wait: bool = False,
+        timeout: float | None = None,
+        interrupt: bool = False,
+        rollback: bool = False,
+    ) -> Run | None:
+        """Start a run on the thread: freeze at ``new_run`` and return the ``Run`` when the
+        freeze committed at least one message, ``None`` when there was nothing to start. With
+        ``wait=True`` it first waits (event-driven) for ``new_run`` work, up to ``timeout``
+        seconds (``None``: for ever). ``run_id=None`` generates one (UUIDv7). A thread not
+        created yet has nothing to start.
+
+        It never takes a waiting run: a thread with an open run raises ``ThreadBusy``, and so
+        does the id of the waiting run. ``interrupt=True`` freezes at ``interrupt`` instead,
+        ending the open run (whose ``Run.interrupted`` turns true), with ``rollback`` as for
+        ``freeze``: the double-texting strategies "interrupt" and "rollback"."""
+        boundary = DeliveryBoundary.INTERRUPT if interrupt else DeliveryBoundary.NEW_RUN
+        for name, flag in (("wait", wait), ("interrupt", interrupt)):
+            if not isinstance(flag, bool):
+                raise InvalidInput(f"{name} must be a bool, got {flag!r}", name)
+        deadline = None if timeout is None else time.monotonic() + float(timeout)
+        while True:
+            if wait:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if not self.wait_for_work(thread_id, boundary, timeout=left):
+                    return None
+            resumes = run_id is not None and not interrupt
+            if resumes and self._subscriptions.waiting_run_id(thread_id) == run_id:
+                raise ThreadBusy(str(run_id), "start_run never resumes a waiting run")
+            try:
+                result = self.freeze(thread_id, boundary, run_id, rollback=rollback)
+            except ThreadNotFound:
+                return None  # a thread with no event yet has nothing to start
+            if result.committed:
+                return Run(
+                    self,
+                    self._subscriptions,
+                    result.thread_id,
+                    result.run_id,
+                    list(result.committed),
+                    result.version,
+                )
+            if not wait or (deadline is not None and time.monotonic() >= deadline):
+                return None
 
     def close(self) -> None:
         """Stop the views' background work and close the views and the store."""

@@ -356,8 +356,9 @@ class Doorbell(Protocol):
     def listen(self) -> None:
         """Start listening, before the subscriber's first read: no commit after it is missed."""
 
-    def wait(self, timeout: float) -> None:
-        """Return when new events may have been committed, or after ``timeout`` seconds."""
+    def wait(self, timeout: float) -> bool:
+        """Return when new events may have been committed (``True``), or after ``timeout``
+        seconds (``False`` when surely nothing was: a caller may skip its read then)."""
 
     def close(self) -> None:
         """Release what listening holds (a connection)."""

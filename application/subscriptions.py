@@ -9,6 +9,7 @@ behind holds one page at a time), and waits on the doorbell only when a read fou
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -28,6 +29,7 @@ PAGE = 500  # events read at a time
 # read again after these pauses, doubling from the first to the last (no notification comes
 # when that transaction ends without writing).
 FIRST_PAUSE, LAST_PAUSE = 0.001, 0.05
+STOP_CHECK = 0.1  # seconds between looks at a watcher's stop event
 
 
 class LogItem(BaseModel):
@@ -150,13 +152,16 @@ class Subscriptions:
         wait = _timeout(timeout, "timeout", none=True)
         return self._watch(thread_id, after_version, wait)
 
-    def _watch(self, thread_id: str, version: int, wait: float) -> Iterator[RecordedEvent]:
+    def _watch(
+        self, thread_id: str, version: int, wait: float, stop: threading.Event | None = None
+    ) -> Iterator[RecordedEvent]:
         bell = self._doorbell()
         try:
             bell.listen()
             quiet_since = time.monotonic()
-            while True:
-                found = self._store.load(thread_id, after=version, limit=PAGE)
+            read = True
+            while stop is None or not stop.is_set():
+                found = self._store.load(thread_id, after=version, limit=PAGE) if read else []
                 for event in found:
                     yield results.recorded_event(event)
                     version = event.version
@@ -166,9 +171,16 @@ class Subscriptions:
                 left = wait - (time.monotonic() - quiet_since)
                 if left <= 0:
                     return
-                bell.wait(left)
+                # with a stop event, look at it every STOP_CHECK seconds (no read unless rung)
+                read = bell.wait(left if stop is None else min(left, STOP_CHECK))
         finally:
             bell.close()
+
+    def watch_until(
+        self, thread_id: str, after_version: int, stop: threading.Event
+    ) -> Iterator[RecordedEvent]:
+        """``watch`` without a timeout that ends soon after ``stop`` is set (for ``Run``)."""
+        return self._watch(thread_id, after_version, math.inf, stop)
 
     def wait_for_work(
         self,
@@ -196,6 +208,15 @@ class Subscriptions:
                 bell.wait(left)
         finally:
             bell.close()
+
+    def waiting_run_id(self, thread_id: str) -> str | None:
+        """The thread's waiting run, read from its latest state."""
+        thread_id = inputs.identifier(thread_id, "thread_id")
+        return self._repository.read(thread_id, _waiting)
+
+
+def _waiting(state: Thread) -> str | None:
+    return state.waiting_run_id
 
 
 def has_work(state: Thread, boundary: DeliveryBoundary, run_id: str | None) -> bool:

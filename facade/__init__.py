@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from threadbox.application.agent import Run
     from threadbox.application.mailbox import Mailbox
     from threadbox.application.ports import VerifyReport
     from threadbox.application.settings import Settings
@@ -58,6 +59,7 @@ __all__ = [
     "PendingEntry",
     "RecordedEvent",
     "Role",
+    "Run",
     "RunRecord",
     "RunStatus",
     "Settings",
@@ -73,6 +75,7 @@ __all__ = [
 # Where each lazily loaded name lives (the imports above, for the interpreter).
 EXPORTS: dict[str, str] = {
     "Mailbox": "threadbox.application.mailbox",
+    "Run": "threadbox.application.agent",
     "VerifyReport": "threadbox.application.ports",
     "Settings": "threadbox.application.settings",
     "LogItem": "threadbox.application.subscriptions",

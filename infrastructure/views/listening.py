@@ -75,29 +75,38 @@ class ListeningDoorbell:
         self.channel = channel
         self.fallback = fallback
         self._conn: psycopg.Connection[Any] | None = None
+        self._rang = time.monotonic()  # when the caller was last told to read
 
     def listen(self) -> None:
         """Connect and LISTEN (once)."""
         if self._conn is None or self._conn.closed:
             self._conn = psycopg.connect(self.conninfo, autocommit=True)
             self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+            self._rang = time.monotonic()
 
-    def wait(self, timeout: float) -> None:
-        """Return on a notification, or after ``timeout`` (at most ``fallback``) seconds."""
-        timeout = max(0.0, min(timeout, self.fallback))
+    def wait(self, timeout: float) -> bool:
+        """``True`` on a notification, or once ``fallback`` seconds have passed since the last
+        ``True``; ``False`` after ``timeout`` seconds without either."""
+        due = self.fallback - (time.monotonic() - self._rang)
         if self._conn is None or self._conn.closed:
             try:
                 self.listen()
             except psycopg.Error:
-                time.sleep(timeout)  # the server is away: the caller reads (and raises) next
-                return
-            return  # listening anew: the caller reads again, so nothing is missed
+                time.sleep(max(0.0, min(timeout, self.fallback)))
+                return True  # the server is away: the caller reads (and raises) next
+            return True  # listening anew: the caller reads again, so nothing is missed
         conn = self._conn
+        rang = False
         try:
-            for _ in conn.notifies(timeout=timeout, stop_after=1):
-                pass
+            for _ in conn.notifies(timeout=max(0.0, min(timeout, due)), stop_after=1):
+                rang = True
         except psycopg.Error:
             self.close()
+            rang = True
+        if rang or time.monotonic() - self._rang >= self.fallback:
+            self._rang = time.monotonic()
+            return True
+        return False
 
     def close(self) -> None:
         """Close the listening connection."""
