@@ -3,13 +3,19 @@ command by a run that another writer interrupted (every backend, cold mailboxes 
 
 from __future__ import annotations
 
+import json
 import pickle
 import uuid
+from pathlib import Path
 
 import pytest
 import threadbox
+from fastapi.testclient import TestClient
 from threadbox import DeliveryMode, Mailbox, Message, Settings
 from threadbox.errors import InvalidInput, RunInterrupted, RunNotRunning
+from threadbox.infrastructure.cli import build_cli
+from threadbox.infrastructure.http import create_app
+from typer.testing import CliRunner
 
 
 def started(mailbox: Mailbox, thread_id: str = "t", run_id: str = "r1") -> None:
@@ -156,3 +162,39 @@ def test_a_cold_mailbox_after_snapshots_still_rolls_back_and_names_the_interrupt
         with pytest.raises(RunInterrupted) as raised:
             colder.commit_output("t", "r1", [Message.assistant("late")])
         assert raised.value.by_run_id == "r2"
+
+
+def test_http_freeze_generates_run_ids_rolls_back_and_answers_run_interrupted() -> None:
+    with threadbox.open("memory://") as mb, TestClient(create_app(mb)) as client:
+        url = "/v1/threads/t/freeze"
+        mb.deliver("t", [Message.user("go")])
+        first = client.post(url, json={"boundary": "new_run"})
+        assert first.status_code == 200, first.text
+        run_id = first.json()["run_id"]
+        assert uuid.UUID(run_id).version == 7 and first.json()["hidden"] == []
+        mb.commit_output("t", run_id, [Message.assistant("draft", id="draft")])
+        mb.deliver("t", [Message.user("stop")], DeliveryMode.interrupt())
+        answer = client.post(url, json={"boundary": "interrupt", "run_id": "r2", "rollback": True})
+        assert answer.status_code == 200, answer.text
+        assert (answer.json()["hidden"], answer.json()["interrupted_run_id"]) == (["draft"], run_id)
+        late = client.post(f"/v1/threads/t/runs/{run_id}/output", json={"messages": [
+            {"role": "assistant", "content": [{"type": "text", "text": "late"}]}
+        ]})  # fmt: skip
+        assert late.status_code == 409
+        assert (late.json()["code"], late.json()["by_run_id"]) == ("run_interrupted", "r2")
+        wrong = client.post(url, json={"boundary": "next_step", "run_id": "r2", "rollback": True})
+        assert (wrong.status_code, wrong.json()["field"]) == (422, "rollback")
+
+
+def test_cli_freeze_rollback(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/cli.db"
+    with threadbox.open(url) as mb:
+        started(mb)
+        mb.commit_output("t", "r1", [Message.assistant("draft", id="draft")])
+        mb.deliver("t", [Message.user("stop")], DeliveryMode.interrupt())
+    cli = build_cli({"THREADBOX_URL": url})
+    args = ["freeze", "t", "--boundary", "interrupt", "--rollback", "--json"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["hidden"] == ["draft"] and uuid.UUID(answer["run_id"]).version == 7

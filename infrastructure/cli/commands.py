@@ -47,6 +47,16 @@ NoFallback = Annotated[
     bool, typer.Option("--no-fallback", help="never consumed by a new run if its target ends")
 ]
 RunId = Annotated[str, typer.Option("--run", metavar="RUN", help="the run id")]
+NewRunId = Annotated[
+    str | None,
+    typer.Option(
+        "--run", metavar="RUN", help="the run id (new_run, interrupt: generated if left out)"
+    ),
+]
+Rollback = Annotated[
+    bool,
+    typer.Option("--rollback", help="interrupt: also hide every output of the interrupted run"),
+]
 Revision = Annotated[
     int | None, typer.Option("--revision", metavar="N", help="the expected revision")
 ]
@@ -161,15 +171,18 @@ def register(app: typer.Typer) -> None:
     def freeze(
         ctx: typer.Context,
         thread: Thread,
-        run: RunId,
+        run: NewRunId = None,
         boundary: Boundary = DeliveryBoundary.NEW_RUN,
         version: Version = None,
+        rollback: Rollback = False,
         as_json: AsJson = False,
     ) -> None:
         """Commit the pending messages a run boundary selects."""
         session = session_of(ctx)
         with session.mailbox(create=False) as mailbox:
-            result = mailbox.freeze(thread, boundary, run, expected_version=version)
+            result = mailbox.freeze(
+                thread, boundary, run, expected_version=version, rollback=rollback
+            )
             _frozen(session, result.model_dump(mode="json"), result.committed, as_json)
 
     @app.command()
@@ -236,3 +249,5 @@ def _frozen(session: Session, result: dict[str, Any], committed: list[Any], as_j
     session.out.print(committed_table(committed, f"committed to run {result['run_id']}"))
     if result.get("interrupted_run_id"):
         session.out.print(f"interrupted run {result['interrupted_run_id']}")
+    if result.get("hidden"):
+        session.out.print(f"rolled back (hidden): {', '.join(result['hidden'])}")

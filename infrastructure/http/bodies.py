@@ -46,8 +46,9 @@ class OrderBody(_Body):
 
 class FreezeBody(_Body):
     boundary: DeliveryBoundary
-    run_id: str
+    run_id: str | None = None
     expected_version: int | None = Field(default=None, ge=0)
+    rollback: bool = False
 
 
 class SuspendBody(_Body):

@@ -22,6 +22,7 @@ from threadbox.errors import (
     PendingQueueFull,
     ReorderMismatch,
     RevisionConflict,
+    RunInterrupted,
     RunNotRunning,
     RunNotWaiting,
     ThreadBusy,
@@ -60,7 +61,7 @@ router = APIRouter(prefix="/v1/threads/{thread_id:id}", route_class=IdRoute)
 
 # What every write may meet: invalid input, and other writers winning every retry.
 WRITE = (InvalidInput, Contention)
-RUN_RULES = (ThreadBusy, RunNotRunning, RunNotWaiting)
+RUN_RULES = (ThreadBusy, RunNotRunning, RunInterrupted, RunNotWaiting)
 
 
 @router.post(
@@ -219,14 +220,22 @@ def reorder(
     "the open run as interrupted; `new_run` starts `run_id` (a new id) when no run is open, "
     "or resumes the waiting run by its own id; `next_step` and `on_natural_end` need the "
     "running run; `resume_input` resumes the waiting run. An empty selection changes nothing "
-    "and answers `committed: []`. "
+    "and answers `committed: []`. Without `run_id`, a `new_run` or `interrupt` freeze starts a "
+    "run with a generated id (UUIDv7, in the answer's `run_id`). `rollback: true` (interrupt "
+    "only) also hides, in the same write, every output the interrupted run committed: their "
+    "ids are in the answer's `hidden`. A command by a run that an interrupt ended is 409 "
+    "`run_interrupted`, naming the run that interrupted it (`by_run_id`). "
     "`expected_version`, when given, must be the thread's version (else 412).",
     tags=["runs"],
     responses=problem_responses(ThreadNotFound, *RUN_RULES, VersionConflict, *WRITE, body=True),
 )
 def freeze(thread_id: str, body: FreezeBody, mailbox: MailboxDep) -> FreezeResult:
     return mailbox.freeze(
-        thread_id, body.boundary, body.run_id, expected_version=body.expected_version
+        thread_id,
+        body.boundary,
+        body.run_id,
+        expected_version=body.expected_version,
+        rollback=body.rollback,
     )
 
 
@@ -238,7 +247,7 @@ def freeze(thread_id: str, body: FreezeBody, mailbox: MailboxDep) -> FreezeResul
     description="The running run starts waiting (for `resume_input` messages, or a `new_run` "
     "freeze by the same run id). The body's `reason` is optional. Answers the run's record.",
     tags=["runs"],
-    responses=problem_responses(ThreadNotFound, RunNotRunning, *WRITE, body=True),
+    responses=problem_responses(ThreadNotFound, RunNotRunning, RunInterrupted, *WRITE, body=True),
 )
 def suspend_run(
     thread_id: str,
@@ -259,7 +268,7 @@ def suspend_run(
     "`detail`. In the same write, pending entries targeted at this run without fallback "
     "expire; their ids are in `expired`, so the caller can re-deliver them.",
     tags=["runs"],
-    responses=problem_responses(ThreadNotFound, RunNotRunning, *WRITE, body=True),
+    responses=problem_responses(ThreadNotFound, RunNotRunning, RunInterrupted, *WRITE, body=True),
 )
 def finish_run(
     thread_id: str,
@@ -283,7 +292,13 @@ def finish_run(
     "list writes nothing. Answers the committed messages.",
     tags=["committed"],
     responses=problem_responses(
-        ThreadNotFound, RunNotRunning, MessageIdInUse, PayloadTooLarge, *WRITE, body=True
+        ThreadNotFound,
+        RunNotRunning,
+        RunInterrupted,
+        MessageIdInUse,
+        PayloadTooLarge,
+        *WRITE,
+        body=True,
     ),
 )
 def commit_output(

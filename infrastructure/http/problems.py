@@ -36,6 +36,7 @@ STATUS_BY_ERROR: dict[type[errors.ThreadboxError], int] = {
     errors.DeliveryBlocked: 409,
     errors.ThreadBusy: 409,
     errors.RunNotRunning: 409,
+    errors.RunInterrupted: 409,
     errors.RunNotWaiting: 409,
     errors.RevisionConflict: 412,
     errors.VersionConflict: 412,
