@@ -39,7 +39,7 @@ def store_v1_run_finished(mailbox: Mailbox, thread_id: str, run_id: str) -> int:
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_a_version_1_run_finished_reads_as_version_2_in_fold_history_and_views(
+def test_a_version_1_run_finished_reads_as_version_3_in_fold_history_and_views(
     mailbox: Mailbox,
 ) -> None:
     mailbox.submit("t", [Message.user("go", id="go")], None, "r")
