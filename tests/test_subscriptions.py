@@ -7,6 +7,7 @@ import multiprocessing
 import threading
 import time
 from collections import defaultdict
+from typing import Any
 
 import pytest
 import threadbox
@@ -208,3 +209,30 @@ def test_wait_for_work_selects_as_a_freeze_would(mailbox: Mailbox) -> None:
     with pytest.raises(InvalidInput) as raised:
         mailbox.wait_for_work("t", "new_run", timeout=-1)
     assert raised.value.field == "timeout"
+
+
+@pytest.mark.parametrize("backend", ["memory"])
+def test_follow_reads_in_pages_and_only_as_far_as_it_is_iterated(
+    mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from threadbox.application.subscriptions import PAGE
+
+    for n in range(2 * PAGE + 10):
+        mailbox.deliver(f"t{n % 7}", [Message.user("x", id=f"x{n}")])
+    total = mailbox.store.count_after("")
+    reads: list[int] = []
+    read = mailbox.store.read
+
+    def counting(*, after: str, limit: int, upto: str | None = None) -> Any:
+        found = read(after=after, limit=limit, upto=upto)
+        reads.append(len(found))
+        return found
+
+    monkeypatch.setattr(mailbox.store, "read", counting)
+    follower = mailbox.follow()
+    first = next(follower)
+    assert sum(reads) <= PAGE + 1  # one page (and the position check), not the whole log
+    rest = list(follower)
+    assert len(rest) + 1 == total
+    assert max(reads) <= PAGE
+    assert [first, *rest] == sorted([first, *rest], key=lambda i: i.position)

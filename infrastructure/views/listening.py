@@ -15,6 +15,9 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from threadbox.domain.errors import StoreUnavailable
+
+from ..faults import translating
 
 LINGER = 0.02  # seconds a wake-up waits for the rest of a burst before the catch-up runs
 
@@ -77,8 +80,9 @@ class ListeningDoorbell:
         self._conn: psycopg.Connection[Any] | None = None
         self._rang = time.monotonic()  # when the caller was last told to read
 
+    @translating
     def listen(self) -> None:
-        """Connect and LISTEN (once)."""
+        """Connect and LISTEN (once); ``StoreUnavailable`` when the server cannot be reached."""
         if self._conn is None or self._conn.closed:
             self._conn = psycopg.connect(self.conninfo, autocommit=True)
             self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
@@ -91,7 +95,7 @@ class ListeningDoorbell:
         if self._conn is None or self._conn.closed:
             try:
                 self.listen()
-            except psycopg.Error:
+            except StoreUnavailable:
                 time.sleep(max(0.0, min(timeout, self.fallback)))
                 return True  # the server is away: the caller reads (and raises) next
             return True  # listening anew: the caller reads again, so nothing is missed
