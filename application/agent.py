@@ -3,6 +3,7 @@ interruption pushed by a watch of the thread (``Run.interrupted``)."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from .mailbox import Mailbox
 
 B = DeliveryBoundary
+log = logging.getLogger("threadbox.runs")
 
 
 class Run:
@@ -75,8 +77,10 @@ class Run:
                     if event.data.get("termination") == Termination.INTERRUPTED:
                         self._interrupted_by(event.data.get("by_run_id"))
                     return
-        except Exception:  # the store failed: the run's own commands will say so
-            return
+        except Exception:
+            # The store failed: ``interrupted`` can no longer turn true by itself; the run's
+            # own commands still raise ``RunInterrupted`` (they are decided on the log).
+            log.warning("run %r: watching thread %r failed", self.id, self.thread_id, exc_info=True)
 
     def _interrupted_by(self, by_run_id: str | None) -> None:
         self.by_run_id = by_run_id
