@@ -200,7 +200,27 @@ class ThreadRepository:
             if key.kind == claims.MESSAGE:
                 usage = self._usage(state, key.id, version)
             claims.learn(state, key, usage)
+            if key.kind == claims.RUN:
+                self._learn_run_end(state, key.id, version)
         return bool(found)
+
+    def _learn_run_end(self, state: Thread, run_id: str, started_at: int) -> None:
+        """Learn which run interrupted ``run_id``, if one did: read from its start until its
+        end, a page at a time (``RunInterrupted`` needs it; a snapshot leaves it out)."""
+        after = started_at - 1
+        while after < state.version:
+            page = self.store.load(
+                state.thread_id, after=after, upto=state.version, limit=USAGE_PAGE
+            )
+            if not page:
+                return
+            for event in page:
+                ended = claims.run_end(run_id, event)
+                if ended is not None:
+                    if ended[0] is not None:
+                        state.interrupted_by[run_id] = ended[0]
+                    return
+            after = page[-1].version
 
     def _usage(self, state: Thread, message_id: str, claimed_at: int) -> Usage:
         """A message id's usage at the state's version: folded from the event that claimed it

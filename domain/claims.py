@@ -38,6 +38,7 @@ from .events import (
     PendingMessageRetracted,
     PendingMessagesExpired,
     PendingMessagesFrozen,
+    RunFinished,
     RunOutputCommitted,
     RunStarted,
     ThreadEvent,
@@ -93,8 +94,10 @@ def referenced(command: Command) -> set[ClaimKey]:
     messages: Iterable[str | None]
     runs: Iterable[str] = ()
     match command:
-        case Deliver(messages=given) | CommitOutput(messages=given):
+        case Deliver(messages=given):
             messages = (m.id for m in given)
+        case CommitOutput(messages=given, run_id=run_id):
+            messages, runs = (m.id for m in given), (run_id,)
         case Submit(messages=given, run_id=run_id):
             messages, runs = (m.id for m in given), (run_id,)
         case Edit(pending_id=pending_id) | Retract(pending_id=pending_id):
@@ -105,8 +108,8 @@ def referenced(command: Command) -> set[ClaimKey]:
             messages, runs = (), (run_id,)
         case Hide(message_id=message_id):
             return {ClaimKey(MESSAGE, message_id), ClaimKey(HIDDEN, message_id)}
-        case SuspendRun() | FinishRun():
-            messages = ()
+        case SuspendRun(run_id=run_id) | FinishRun(run_id=run_id):
+            messages, runs = (), (run_id,)
         case _:
             assert_never(command)
     keys = {ClaimKey(MESSAGE, i) for i in messages if i is not None}
@@ -146,6 +149,14 @@ def usage_after(message_id: str, usage: Usage, event: AnyThreadEvent) -> Usage:
         case _:
             pass
     return usage
+
+
+def run_end(run_id: str, event: AnyThreadEvent) -> tuple[str | None] | None:
+    """``(by_run_id,)`` when ``event`` ends the run ``run_id`` (``by_run_id``: the run an
+    interrupting freeze started, else None); None for any other event."""
+    if isinstance(event, RunFinished) and event.run_id == run_id:
+        return (event.by_run_id,)
+    return None
 
 
 def settled(usage: Usage) -> bool:

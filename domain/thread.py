@@ -149,7 +149,8 @@ class Thread:
     earlier_run_ids: set[str] = field(default_factory=set)
     runs_complete: bool = True
     ids_complete: bool = True
-    # Runs that an interrupting freeze ended, with the run it started (snapshots keep it).
+    # Runs that an interrupting freeze ended, with the run it started; a state restored from a
+    # snapshot learns those of the runs a command names (``claims.run_end``).
     interrupted_by: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -213,7 +214,6 @@ class Thread:
             self.pending,
             self.last_seq,
             (self.open_run_id, self.running_run_id, self.waiting_run_id),
-            self.interrupted_by,
             self.open_run_outputs(),
         )
 

@@ -221,7 +221,6 @@ def encode_snapshot(state: Thread) -> StoredEvent:
         "pending": [_pending_to_json(p) for p in state.pending],
         "last_seq": state.last_seq,
         "open_run": _open_run_to_json(open_run) if open_run is not None else None,
-        "interrupted_by": state.interrupted_by,
     }
     return StoredEvent(
         originator_id=stream_id(state.thread_id),
@@ -238,8 +237,8 @@ def decode_snapshot(stored: StoredEvent) -> Thread | None:
     body = orjson.loads(stored.state)
     if stored.topic != SNAPSHOT_TOPIC or body.get("format") not in READABLE_SNAPSHOT_FORMATS:
         return None  # an unknown snapshot format is simply not used: the log is the truth
-    if "interrupted_by" not in body:
-        return None  # written before runs kept who interrupted them and the open run's outputs
+    if body["open_run"] is not None and "output_seqs" not in body["open_run"]:
+        return None  # written before the open run kept its outputs (what a rollback hides)
     pending = [_pending_from_json(p) for p in body["pending"]]
     open_run = _run_from_json(body["open_run"]) if body["open_run"] else None
     return Thread(
@@ -252,5 +251,4 @@ def decode_snapshot(stored: StoredEvent) -> Thread | None:
         open_run_id=open_run.run_id if open_run else None,
         runs_complete=False,
         ids_complete=False,
-        interrupted_by=dict(body["interrupted_by"]),
     )
