@@ -141,9 +141,13 @@ class Run:
         result = self._guarded(self._mailbox.freeze, self.thread_id, B.RESUME_INPUT, self.id)
         return list(result.committed)
 
-    def close(self) -> None:
-        """Stop watching the thread for an interrupt (the run itself is left as it is)."""
+    def close(self, wait: float | None = None) -> None:
+        """Stop watching the thread for an interrupt (the run itself is left as it is); with
+        ``wait``, also wait up to that many seconds for the watch to end (the mailbox does,
+        before it closes its store)."""
         self._stop.set()
+        if wait is not None and threading.current_thread() is not self._watcher:
+            self._watcher.join(wait)
 
     def __enter__(self) -> Run:
         return self

@@ -4,6 +4,7 @@ to the queries, both over one repository of thread states."""
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +31,8 @@ from .repository import ThreadRepository
 from .service import CommandService
 from .settings import Settings
 from .subscriptions import LogItem, Subscriptions
+
+RUN_WATCH_JOIN = 5.0  # seconds close() waits for a run's watch to end
 
 
 def _utc_now() -> datetime:
@@ -70,6 +73,7 @@ class Mailbox:
         """Where every command is reported (with its outcome and duration)."""
         self._commands = CommandService(self._repository, self.settings)
         self._queries = Queries(store, views, self._repository)
+        self._live_runs: weakref.WeakSet[Run] = weakref.WeakSet()  # close() stops their watches
         self._subscriptions = Subscriptions(
             store, self._repository, doorbell or (lambda: PollingDoorbell(0.05))
         )
@@ -387,7 +391,7 @@ class Mailbox:
             except ThreadNotFound:
                 return None  # a thread with no event yet has nothing to start
             if result.committed:
-                return Run(
+                run = Run(
                     self,
                     self._subscriptions,
                     result.thread_id,
@@ -395,11 +399,16 @@ class Mailbox:
                     list(result.committed),
                     result.version,
                 )
+                self._live_runs.add(run)
+                return run
             if not wait or (deadline is not None and time.monotonic() >= deadline):
                 return None
 
     def close(self) -> None:
-        """Stop the views' background work and close the views and the store."""
+        """Stop the runs' watches and the views' background work, then close the views and
+        the store (a watch still reading a closed store would fail, or worse)."""
+        for run in list(self._live_runs):
+            run.close(wait=RUN_WATCH_JOIN)
         self.views.close()
         self.store.close()
 
