@@ -111,6 +111,7 @@ class NatsPublisher:
         self._thread.start()
         self._client: Client | None = None
         self._closing = False
+        self._last_error: Exception | None = None
         self._js: JetStreamContext | None = None
         try:
             self._call(self._connect(connect_timeout))
@@ -130,7 +131,9 @@ class NatsPublisher:
             log.warning("relay: reconnected to NATS at %s", self.url)
 
         async def error(problem: Exception) -> None:
-            log.warning("relay: NATS error: %s", problem)
+            self._last_error = problem
+            if self._client is not None:  # before the first connection, BusUnavailable says it
+                log.warning("relay: NATS error: %s", problem)
 
         try:
             self._client = await asyncio.wait_for(
@@ -148,7 +151,8 @@ class NatsPublisher:
                 timeout,
             )
         except (OSError, NatsError, TimeoutError) as failed:
-            raise BusUnavailable(f"cannot connect to NATS at {self.url}: {failed!r}") from None
+            why = self._last_error or failed
+            raise BusUnavailable(f"cannot connect to NATS at {self.url}: {why}") from None
         self._js = self._client.jetstream(timeout=self._ack_timeout)
         await self._ensure_stream(self._js)
 
@@ -240,6 +244,8 @@ def run_nats_relay(
     ``stream`` at ``nats_url``, until ``stop`` (a ``threading.Event``) is set; returns how many
     events it published. See ``threadbox.relay``."""
     name = check_name(name)
+    subject_token(stream, "stream")
+    subject_token(subject_prefix, "subject_prefix")
     positions = relay_positions(mailbox.store)
     try:
         publisher = NatsPublisher(

@@ -11,7 +11,7 @@ import orjson
 import threadbox
 import typer
 
-from . import audit, commands, config, demo, serve, show, transfer
+from . import audit, commands, config, demo, relay, serve, show, transfer
 from .session import USAGE_EXIT, Session
 from .views import build_views_cli
 
@@ -83,6 +83,7 @@ def build_cli(env: Mapping[str, str]) -> typer.Typer:
     demo.register(app)
     serve.register(app)
     config.register(app)
+    relay.register(app)
     return app
 
 
