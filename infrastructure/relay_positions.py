@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import weakref
 from typing import Any
 
 import psycopg
@@ -34,7 +35,14 @@ def relay_positions(store: EventStore) -> RelayPositions:
         return SqliteRelayPositions(location.sqlite_path)
     if location.kind == "postgres":
         return PostgresRelayPositions(location.pg_conninfo, location.pg_schema)
-    return MemoryRelayPositions()
+    with _MEMORY_LOCK:  # a memory store's positions live as long as the store object
+        return _MEMORY.setdefault(store, MemoryRelayPositions())
+
+
+_MEMORY: weakref.WeakKeyDictionary[RecorderStore, MemoryRelayPositions] = (
+    weakref.WeakKeyDictionary()
+)
+_MEMORY_LOCK = threading.Lock()
 
 
 class MemoryRelayPositions:
