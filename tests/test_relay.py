@@ -290,6 +290,8 @@ def test_relay_killed_at_random_instants_leaves_every_event_once_on_the_stream(
         assert kills == 5
         child = start_relay(store_url, shared_nats, stream, prefix)
         try:
+            assert child.stdout is not None
+            assert "events to publish" in child.stdout.readline()  # SIGTERM is handled now
             wait_until(caught_up(mailbox))
         finally:
             child.send_signal(signal.SIGTERM)

@@ -82,7 +82,7 @@ def register(app: typer.Typer) -> None:
         from threadbox.relay import relay_status
 
         stop = threading.Event()
-        with session.mailbox() as mailbox:
+        with stopped_by_signals(stop), session.mailbox() as mailbox:
             subject_token(stream, "stream")
             subject_token(subject_prefix, "subject_prefix")
             start = relay_status(mailbox, name)
@@ -104,17 +104,16 @@ def register(app: typer.Typer) -> None:
                 )
 
             try:
-                with stopped_by_signals(stop):
-                    total = run_nats_relay(
-                        mailbox,
-                        nats_url,
-                        name=name,
-                        stream=stream,
-                        subject_prefix=subject_prefix,
-                        stop=stop,
-                        batch=batch,
-                        on_batch=progress,
-                    )
+                total = run_nats_relay(
+                    mailbox,
+                    nats_url,
+                    name=name,
+                    stream=stream,
+                    subject_prefix=subject_prefix,
+                    stop=stop,
+                    batch=batch,
+                    on_batch=progress,
+                )
             except BusUnavailable as error:
                 report_error(session, "bus_unavailable", str(error), {})
                 raise typer.Exit(FAILURE_EXIT) from None
