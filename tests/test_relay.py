@@ -272,12 +272,11 @@ def test_relay_killed_at_random_instants_leaves_every_event_once_on_the_stream(
     stream, prefix = bus_names
     rng = random.Random()
     with threadbox.open(store_url) as mailbox:
-        write(mailbox, "before", 60)
-        done = threading.Event()
-        writer = threading.Thread(target=lambda: (write(mailbox, "during", 150), done.set()))
+        writer = threading.Thread(target=write, args=(mailbox, "during", 150))
         writer.start()
         kills = 0
-        for _ in range(5):
+        for round in range(5):
+            write(mailbox, f"round{round}", 40)  # work for several batches: it prints a line
             child = start_relay(store_url, shared_nats, stream, prefix)
             assert child.stdout is not None
             child.stdout.readline()  # the start line
