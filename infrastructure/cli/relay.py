@@ -82,7 +82,7 @@ def register(app: typer.Typer) -> None:
         from threadbox.relay import relay_status
 
         stop = threading.Event()
-        with stopped_by_signals(stop), session.mailbox() as mailbox:
+        with stopped_by_signals(stop), session.mailbox(create=False) as mailbox:
             subject_token(stream, "stream")
             subject_token(subject_prefix, "subject_prefix")
             start = relay_status(mailbox, name)
