@@ -17,10 +17,10 @@ from typing import Annotated
 import typer
 from threadbox.application.relay import RelayConflict, RelayProgress
 from threadbox.infrastructure.logs import configure_logging
-from threadbox.infrastructure.wiring import masked_url, store_url
+from threadbox.infrastructure.wiring import masked_url
 
 from .commands import AsJson
-from .session import FAILURE_EXIT, report_error, session_of
+from .session import FAILURE_EXIT, report_error, reported, session_of
 
 
 @contextmanager
@@ -61,8 +61,9 @@ def register(app: typer.Typer) -> None:
         """Publish every event of the store, in commit order, to NATS JetStream, exactly once
         on the stream across restarts; runs until SIGTERM or Ctrl-C."""
         session = session_of(ctx)
-        log_format = session.env.get("THREADBOX_LOG_FORMAT", "text").strip().lower()
-        configure_logging("json" if log_format == "json" else "text", "warning")
+        with reported(session):
+            config = session.config()
+        configure_logging(config.log_format, config.log_level)
         try:
             from threadbox.infrastructure.nats_relay import (
                 BusUnavailable,
@@ -82,12 +83,12 @@ def register(app: typer.Typer) -> None:
         from threadbox.relay import relay_status
 
         stop = threading.Event()
-        with stopped_by_signals(stop), session.mailbox(create=False) as mailbox:
+        with stopped_by_signals(stop), session.mailbox(create=False, config=config) as mailbox:
             subject_token(stream, "stream")
             subject_token(subject_prefix, "subject_prefix")
             start = relay_status(mailbox, name)
             session.out.print(
-                f"relay {name!r}: {masked_url(store_url(session.url, session.env))} -> "
+                f"relay {name!r}: {masked_url(config.url)} -> "
                 f"{nats_url} stream {stream}, subjects {subject_prefix}.>; "
                 f"{start.lag} events to publish",
                 markup=False,
