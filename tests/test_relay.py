@@ -4,6 +4,7 @@ NATS itself (a private nats-server: the machine's shared one is never restarted)
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import subprocess
@@ -17,7 +18,14 @@ from pathlib import Path
 
 import pytest
 import threadbox
-from nats_support import SHARED_URL, PrivateNats, answers, delete_stream, read_stream
+from nats_support import (
+    SHARED_URL,
+    PrivateNats,
+    answers,
+    delete_stream,
+    free_port,
+    read_stream,
+)
 from threadbox import Mailbox, Message
 from threadbox.domain.values import DeliveryBoundary
 from threadbox.relay import (
@@ -26,6 +34,7 @@ from threadbox.relay import (
     RelayConflict,
     RelayPositions,
     RelayProgress,
+    RelayStatus,
     relay_positions,
     relay_status,
 )
@@ -319,3 +328,41 @@ def test_relay_survives_a_restart_of_nats(tmp_path: Path) -> None:
             check_exactly_once(mailbox, server.url, stream, prefix)
     finally:
         server.stop()
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*RELAY_COMMAND, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_relay_command_refuses_bad_input_and_missing_things(tmp_path: Path) -> None:
+    missing = f"sqlite:///{tmp_path / 'none.db'}"
+    gone = run_cli("--url", missing, "relay", SHARED_URL)
+    assert (gone.returncode, gone.stderr.split(":")[0]) == (1, "error [store_not_found]")
+    assert not (tmp_path / "none.db").exists()
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    with threadbox.open(url) as mailbox:
+        write(mailbox, "w", 2)
+    bad = run_cli("--url", url, "relay", SHARED_URL, "--stream", "a.b")
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("error [invalid_input]: stream 'a.b'")
+    status = run_cli("--url", url, "relay-status", "--name", "n1", "--json")
+    assert status.returncode == 0, status.stderr
+    found = json.loads(status.stdout)
+    # two threads opened, one delivery each: four events, none published by "n1"
+    assert (found["name"], found["position"], found["lag"]) == ("n1", "", 4)
+
+
+def test_relay_command_without_a_bus_says_so(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    with threadbox.open(url) as mailbox:
+        write(mailbox, "w", 1)
+    nowhere = f"nats://127.0.0.1:{free_port()}"
+    down = run_cli("--url", url, "relay", nowhere)
+    assert down.returncode == 1
+    assert f"error [bus_unavailable]: cannot connect to NATS at {nowhere}" in down.stderr
+    assert relay_status_of(url).position == ""
+
+
+def relay_status_of(url: str) -> RelayStatus:
+    with threadbox.open(url) as mailbox:
+        return relay_status(mailbox)
