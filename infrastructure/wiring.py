@@ -30,12 +30,15 @@ def open_mailbox(
     settings: Settings | None = None,
     env: Mapping[str, str] | None = None,
     create: bool = True,
+    doorbells: Callable[[Callable[[], Doorbell]], Callable[[], Doorbell]] | None = None,
 ) -> Mailbox:
     """A mailbox on the store at ``url`` (else ``THREADBOX_URL`` from ``env``, else
     ``sqlite:///./threadbox.db``), with its views in the same database.
 
     With ``create=False`` a store that does not exist yet raises ``StoreNotFound`` and nothing
-    is created (no file, folder, schema or table): what reading commands want."""
+    is created (no file, folder, schema or table): what reading commands want. ``doorbells``
+    wraps the store's doorbell factory (``threadbox.aio`` shares one listener between its
+    subscribers, and ends their waits when it closes)."""
     url = store_url(url, env)
     location = StoreLocation.parse(url)
     if not create and not store_exists(location):
@@ -45,7 +48,7 @@ def open_mailbox(
         backend, wakeup = view_backend(location)
         metrics = PrometheusMetrics()
         views = ProjectedViews(store, backend, wakeup)
-        bell = doorbell(location)
+        bell = doorbell(location) if doorbells is None else doorbells(doorbell(location))
         mailbox = Mailbox(store, views, settings, metrics=metrics, doorbell=bell)
         metrics.watch(mailbox)
         return mailbox
