@@ -26,7 +26,7 @@ import functools
 import math
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from threadbox.domain.records import (
@@ -427,7 +427,7 @@ class AsyncMailbox:
                 self._bell.stop(thread)  # close() joins it
             raise
 
-    async def _iterate(self, source: Iterator[T], name: str) -> AsyncIterator[T]:
+    async def _iterate(self, source: Iterator[T], name: str) -> AsyncGenerator[T, None]:
         assert self._bell is not None  # opened: the doorbells were made
         pump = _Pump(asyncio.get_running_loop(), self._bell, source, f"threadbox-aio-{name}")
         self._pumps = {p for p in self._pumps if not p.ended} | {pump}
@@ -707,7 +707,7 @@ class AsyncMailbox:
 
     async def follow(
         self, after: str = "", *, limit: int | None = None, timeout: float | None = 0.0
-    ) -> AsyncIterator[LogItem]:
+    ) -> AsyncGenerator[LogItem, None]:
         """``Mailbox.follow`` as an async iterator (``async for item in amb.follow(...)``):
         every event committed after ``after``, each once, in commit order. It is read on a
         thread of its own, up to ``BUFFER`` items ahead; closing the mailbox ends it."""
@@ -717,7 +717,7 @@ class AsyncMailbox:
 
     async def watch(
         self, thread_id: str, after_version: int = 0, *, timeout: float | None = 0.0
-    ) -> AsyncIterator[RecordedEvent]:
+    ) -> AsyncGenerator[RecordedEvent, None]:
         """``Mailbox.watch`` as an async iterator: the thread's events after
         ``after_version``, in version order; closing the mailbox ends it."""
         source = await self._do("watch", thread_id, after_version, timeout=timeout)
