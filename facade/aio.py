@@ -43,12 +43,13 @@ from threadbox.domain.records import (
 from threadbox.domain.values import DeliveryBoundary, DeliveryMode, Message
 
 if TYPE_CHECKING:
+    from threadbox.application.agent import Run as SyncRun
     from threadbox.application.mailbox import Mailbox
     from threadbox.application.ports import Doorbell, VerifyReport
     from threadbox.application.settings import Settings
     from threadbox.application.subscriptions import LogItem
 
-__all__ = ["AsyncMailbox", "AsyncViews", "open"]
+__all__ = ["AsyncMailbox", "AsyncRun", "AsyncViews", "Run", "open"]
 
 T = TypeVar("T")
 
@@ -59,7 +60,6 @@ BUFFER = 1000
 """Items an iterator's thread reads ahead of the ``async for`` consuming them, at most."""
 
 LISTEN_SLICE = 0.25  # the shared listener checks for close this often (seconds)
-SPURIOUS_EVERY = 1.0  # with no notification, subscribers still read this often (seconds)
 
 
 class _Closed(Exception):
@@ -101,25 +101,22 @@ class _SharedDoorbell:
 
     def _listen(self) -> None:
         bell: Doorbell | None = None
-        last = time.monotonic()
         try:
             while not self._closing:
-                started = time.monotonic()
                 try:
                     if bell is None:
                         bell = self._base()
                         bell.listen()
                         self._ready.set()
-                    bell.wait(LISTEN_SLICE)
+                    rang = bell.wait(LISTEN_SLICE)
                 except Exception:  # the store is away: subscribers read (and raise) anyway
                     self._ready.set()
                     if bell is not None:
                         bell.close()
                         bell = None
                     time.sleep(LISTEN_SLICE)
-                now = time.monotonic()
-                if now - started < LISTEN_SLICE * 0.9 or now - last >= SPURIOUS_EVERY:
-                    last = now
+                    rang = True
+                if rang:
                     with self._cond:
                         self._generation += 1
                         self._cond.notify_all()
@@ -135,7 +132,8 @@ class _SharedDoorbell:
             return self._generation
 
     def wait(self, seen: int, timeout: float) -> int:
-        """Wait until the count passes ``seen`` or ``timeout`` seconds pass; the count then."""
+        """Wait until the count passes ``seen`` or ``timeout`` seconds pass; the count then
+        (``seen`` when it did not move)."""
         me = threading.current_thread()
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -183,9 +181,10 @@ class _Subscriber:
         """Start the shared listener (once) and remember its count: no commit after is missed."""
         self._seen = self._shared.generation()
 
-    def wait(self, timeout: float) -> None:
-        """Return on the listener's next wake-up, or after ``timeout`` seconds."""
-        self._seen = self._shared.wait(self._seen, timeout)
+    def wait(self, timeout: float) -> bool:
+        """``True`` on the listener's next wake-up, ``False`` after ``timeout`` seconds."""
+        seen, self._seen = self._seen, self._shared.wait(self._seen, timeout)
+        return self._seen > seen
 
     def close(self) -> None:
         """Nothing to release (the listener is the mailbox's)."""
@@ -286,6 +285,88 @@ class _Pump(Generic[T]):
         self._thread.join()  # it has left its loop: this returns at once
 
 
+class AsyncRun:
+    """One run of an agent on a thread, started by ``AsyncMailbox.start_run`` (API.md §6): the
+    members of ``threadbox.Run``, its methods as coroutines. ``threadbox.aio.Run`` is this
+    class.
+
+    ``interrupted`` turns true as soon as another writer (any process) commits an interrupt
+    that ends this run: a watch of the thread pushes it (PostgreSQL LISTEN/NOTIFY, a 50 ms
+    poll on SQLite and memory), with no call to make; ``step``, ``output`` and ``end`` then
+    raise ``RunInterrupted``. ``async with run`` (or ``await run.close()``) stops the watch;
+    ``finish`` and closing the mailbox stop it too.
+    """
+
+    def __init__(self, mailbox: AsyncMailbox, run: SyncRun) -> None:
+        """The async face of ``run`` (``AsyncMailbox.start_run`` makes it)."""
+        self._mailbox = mailbox
+        self._run = run
+        self.id: str = run.id
+        """The run's id."""
+        self.thread_id: str = run.thread_id
+        """The thread it runs on."""
+        self.inputs: list[CommittedMessage] = run.inputs
+        """What its first freeze committed: the messages that started it."""
+
+    @property
+    def interrupted(self) -> bool:
+        """Did another writer's interrupt end this run (pushed, within ~100 ms of its commit)?"""
+        return self._run.interrupted
+
+    @property
+    def by_run_id(self) -> str | None:
+        """The run whose interrupt ended this one, once ``interrupted``."""
+        return self._run.by_run_id
+
+    async def step(self) -> list[CommittedMessage]:
+        """Freeze at ``next_step`` for this run: the messages to add before the next model call
+        (``[]`` when none are waiting)."""
+        return await self._mailbox._call(self._run.step)
+
+    async def output(self, messages: Sequence[Message | dict[str, Any]]) -> list[CommittedMessage]:
+        """Commit the run's outputs (assistant, tool or system messages)."""
+        return await self._mailbox._call(self._run.output, messages)
+
+    async def end(self) -> list[CommittedMessage]:
+        """Freeze at ``on_natural_end``: non-empty means the run goes on with these inputs;
+        ``[]`` means it may ``finish()``."""
+        return await self._mailbox._call(self._run.end)
+
+    async def finish(
+        self, termination: Termination | str = Termination.NATURAL_END, detail: str | None = None
+    ) -> list[str]:
+        """End the run; returns the ids of the pending entries that expired with it."""
+        return await self._mailbox._call(self._run.finish, termination, detail)
+
+    async def suspend(self, reason: str) -> None:
+        """The run waits for ``resume_input`` work (``resume`` waits for it)."""
+        await self._mailbox._call(self._run.suspend, reason)
+
+    async def resume(self, timeout: float | None) -> list[CommittedMessage]:
+        """Wait (event-driven) up to ``timeout`` seconds (``None``: for ever) for
+        ``resume_input`` work for this run, then freeze it; ``[]`` at timeout, or when the
+        mailbox closes first."""
+        empty: list[CommittedMessage] = []
+        return await self._mailbox._wait(functools.partial(self._run.resume, timeout), empty, "run")
+
+    async def close(self) -> None:
+        """Stop watching the thread for an interrupt (the run itself is left as it is)."""
+        self._run.close()
+
+    async def __aenter__(self) -> AsyncRun:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"threadbox.aio.Run(id={self.id!r}, thread_id={self.thread_id!r})"
+
+
+Run = AsyncRun
+"""``threadbox.aio.Run``: the async run of API.md §6 (``AsyncRun``)."""
+
+
 class AsyncViews:
     """The read models of an ``AsyncMailbox``: ``catch_up``, ``rebuild`` and ``verify`` as
     coroutines (``Mailbox.views``)."""
@@ -352,6 +433,7 @@ class AsyncMailbox:
         self._in_flight: set[asyncio.Future[Any]] = set()
         self._pumps: set[_Pump[Any]] = set()
         self._waiters: set[threading.Thread] = set()
+        self._watchers: set[threading.Thread] = set()  # the runs' watches of their thread
         self.views = AsyncViews(self)
         """The read models: ``await amb.views.catch_up()``, ``rebuild()``, ``verify()``."""
 
@@ -460,9 +542,10 @@ class AsyncMailbox:
             await loop.run_in_executor(self._pool, self._mailbox.close)
         if listener is not None:
             await loop.run_in_executor(self._pool, listener.join)
-        for thread in list(self._waiters):
+        for thread in [*self._waiters, *self._watchers]:
             await loop.run_in_executor(self._pool, thread.join)
         self._waiters.clear()
+        self._watchers.clear()
         self._pool.shutdown(wait=True)  # every worker is idle: this returns at once
 
     async def __aenter__(self) -> AsyncMailbox:
@@ -737,6 +820,43 @@ class AsyncMailbox:
         mb = await self.sync()
         wait = functools.partial(mb.wait_for_work, thread_id, boundary, run_id, timeout=timeout)
         return await self._wait(wait, False, "wait")
+
+    # ---- running an agent --------------------------------------------------------------------
+
+    async def start_run(
+        self,
+        thread_id: str,
+        run_id: str | None = None,
+        *,
+        wait: bool = False,
+        timeout: float | None = None,
+        interrupt: bool = False,
+        rollback: bool = False,
+    ) -> AsyncRun | None:
+        """``Mailbox.start_run``: freeze at ``new_run`` (``interrupt=True``: at ``interrupt``,
+        with ``rollback``) and return the run when the freeze committed a message, ``None``
+        when there was nothing to start. ``wait=True`` first waits (event-driven, on a thread
+        of its own) up to ``timeout`` seconds; closing the mailbox ends the wait (``None``)."""
+        mb = await self.sync()
+        start = functools.partial(
+            mb.start_run,
+            thread_id,
+            run_id,
+            wait=wait,
+            timeout=timeout,
+            interrupt=interrupt,
+            rollback=rollback,
+        )
+        if wait is True:
+            started = await self._wait(start, None, "start")
+        else:
+            started = await self._call(start)
+        if started is None:
+            return None
+        name = f"threadbox-run-{started.id}"  # the thread of its watch: close() joins it
+        watchers = {t for t in threading.enumerate() if t.name == name}
+        self._watchers = {t for t in self._watchers if t.is_alive()} | watchers
+        return AsyncRun(self, started)
 
 
 def open(

@@ -334,3 +334,80 @@ def test_the_store_opens_off_the_loop_and_a_missing_one_raises_there(tmp_path: A
     run(main())
     assert not missing.exists()
     assert aio_threads() == []
+
+
+def interrupt_later(url: str, delay: float) -> None:
+    """Another OS process: interrupt thread ``t``'s run after ``delay``, rolling back."""
+    time.sleep(delay)
+    with threadbox.open(url) as mb:
+        mb.deliver("t", [Message.user("instead", id="instead")], DeliveryMode.interrupt())
+        mb.freeze("t", "interrupt", "r2", rollback=True)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_async_run_is_interrupted_by_another_process_and_rolled_back(store_url: str) -> None:
+    from threadbox.errors import RunInterrupted
+
+    async def main() -> None:
+        async with threadbox.aio.open(store_url) as amb:
+            assert await amb.start_run("t") is None  # no thread, nothing to start
+            await amb.deliver("t", [Message.user("go", id="go")])
+            async with await amb.start_run("t", "r1") as run:  # type: ignore[union-attr]
+                assert isinstance(run, threadbox.aio.Run)
+                assert (run.id, [m.message.id for m in run.inputs]) == ("r1", ["go"])
+                await amb.deliver("t", [Message.user("steer", id="s")], DeliveryMode.next_step())
+                assert [m.message.id for m in await run.step()] == ["s"]
+                assert await run.step() == []
+                [out] = await run.output([Message.assistant("half done", id="half")])
+                assert not run.interrupted
+                context = multiprocessing.get_context("spawn")
+                writer = context.Process(target=interrupt_later, args=(store_url, 0.3))
+                writer.start()
+                await asyncio.to_thread(writer.join, 60)
+                deadline = time.monotonic() + 5  # a liveness bound: pushed, not polled by us
+                while not run.interrupted and time.monotonic() < deadline:
+                    await asyncio.sleep(0.01)
+                assert run.interrupted
+                assert run.by_run_id == "r2"
+                with pytest.raises(RunInterrupted) as raised:
+                    await run.output([Message.assistant("too late")])
+                assert (raised.value.run_id, raised.value.by_run_id) == ("r1", "r2")
+            visible = [m.message.id for m in await amb.committed("t")]
+            assert visible == ["go", "s", "instead"]  # the rollback hid "half"
+            assert out.message.id == "half"
+
+    run(main())
+    assert aio_threads() == []
+
+
+def test_async_run_loop_steers_queues_and_waits(store_url: str) -> None:
+    async def main() -> None:
+        async with threadbox.aio.open(store_url) as amb:
+            waiting = asyncio.create_task(amb.start_run("t", wait=True, timeout=30))
+            await asyncio.sleep(0.2)
+            await amb.deliver("t", [Message.user("first", id="first")])
+            run = await asyncio.wait_for(waiting, 30)
+            assert run is not None and [m.message.id for m in run.inputs] == ["first"]
+            await amb.deliver("t", [Message.user("queued", id="queued")])  # the next run's
+            await run.output([Message.assistant("answer", id="answer")])
+            assert await run.end() == []
+            assert await run.finish() == []
+            second = await amb.start_run("t")
+            assert second is not None and [m.message.id for m in second.inputs] == ["queued"]
+            await second.suspend("needs approval")
+            resuming = asyncio.create_task(second.resume(30))
+            await asyncio.sleep(0.2)
+            await amb.deliver(
+                "t", [Message.user("yes", id="yes")], DeliveryMode.resume_input(second.id)
+            )
+            assert [m.message.id for m in await asyncio.wait_for(resuming, 30)] == ["yes"]
+            await second.finish()
+            assert [r.status for r in await amb.runs("t")] == ["done", "done"]
+
+            # closing the mailbox ends a start_run that waits for work
+            later = asyncio.create_task(amb.start_run("t", wait=True, timeout=None))
+            await asyncio.sleep(0.2)
+        assert await asyncio.wait_for(later, 10) is None
+
+    run(main())
+    assert aio_threads() == []
