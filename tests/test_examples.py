@@ -180,3 +180,20 @@ def test_consumer_killed_mid_way_and_restarted_takes_every_event_once(
     assert out.strip() == f"took {len(log) - killed_at} events"
     assert consumed(own) == log  # every event once, in commit order
     assert os.path.getsize(own) > 0
+
+
+def test_the_docs_async_loop_is_the_examples() -> None:
+    """docs/embedding.md shows the loop of examples/agent_loop.py (where the model is a
+    parameter): the same body, so the page cannot drift from the tested example."""
+    page = (ROOT / "docs" / "embedding.md").read_text()
+    code = (EXAMPLES / "agent_loop.py").read_text()
+
+    def body(text: str, start: str, end: str) -> list[str]:
+        part = text.split(start, 1)[1].split(end, 1)[0]
+        lines = part.replace("call_model(context)", "model(context)").splitlines()[2:]
+        return [line for line in lines if line.strip()]
+
+    shown = page.split("## The async agent loop")[1]
+    assert body(shown, "async def drive", "async def serve") == body(
+        code, "async def drive", "async def serve"
+    )
