@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,9 +20,9 @@ TICK = 0.001
 @dataclass(frozen=True)
 class Lag:
     """What a probe measured (seconds): the longest gap between two ticks; the longest gap
-    less the garbage collection inside it (a collection stops every thread of the process,
-    whichever thread made it: not the loop's thread waiting for a call); how long the probed
-    work took; the longest collection meanwhile."""
+    less the garbage collection inside it (``gc_share``: a collection stops every thread of the
+    process, whichever thread made it: not the loop's thread waiting for a call); how long the
+    probed work took; the longest collection meanwhile."""
 
     max_gap: float
     max_gap_without_gc: float
@@ -40,6 +41,14 @@ class Lag:
 def overlap(start: float, end: float, intervals: list[tuple[float, float]]) -> float:
     """How much of [start, end] the intervals cover (they do not overlap each other)."""
     return sum(max(0.0, min(end, b) - max(start, a)) for a, b in intervals)
+
+
+def gc_share(start: float, end: float, collections: list[tuple[float, float]]) -> float:
+    """The part of a gap [start, end] due to garbage collection: the collections inside it,
+    and after them one GIL switch interval (the thread that collected holds the GIL until the
+    interpreter asks it to let go, which the loop's thread then waits for)."""
+    inside = overlap(start, end, collections)
+    return min(end - start, inside + sys.getswitchinterval()) if inside else 0.0
 
 
 async def probe(work: Callable[[], Awaitable[Any]]) -> Lag:
@@ -78,7 +87,7 @@ async def probe(work: Callable[[], Awaitable[Any]]) -> Lag:
         running = False
         await task
     gaps = [b - a - TICK for a, b in ticks] or [duration]
-    without = [b - a - TICK - overlap(a, b, collections) for a, b in ticks] or [duration]
+    without = [b - a - TICK - gc_share(a, b, collections) for a, b in ticks] or [duration]
     longest_gc = max((b - a for a, b in collections), default=0.0)
     return Lag(max(gaps), max(without), duration, len(ticks), longest_gc)
 
