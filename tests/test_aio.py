@@ -411,3 +411,27 @@ def test_async_run_loop_steers_queues_and_waits(store_url: str) -> None:
 
     run(main())
     assert aio_threads() == []
+
+
+def test_an_iterator_reads_ahead_a_bounded_buffer(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threadbox.aio as aio
+
+    monkeypatch.setattr(aio, "BUFFER", 5)
+
+    async def main() -> tuple[int, int]:
+        async with threadbox.aio.open(store_url) as amb:
+            for n in range(40):
+                await amb.deliver("t", [Message.user(str(n))])
+            iterator = amb.follow(limit=41, timeout=30)
+            first = await iterator.__anext__()
+            await asyncio.sleep(0.3)  # the reading thread runs ahead as far as it may
+            buffered = max(len(pump._items) for pump in amb._pumps)
+            rest = [item async for item in iterator]
+            assert first.event.type == "ThreadOpened"
+            return buffered, 1 + len(rest)
+
+    buffered, total = run(main())
+    assert buffered <= 5
+    assert total == 41
