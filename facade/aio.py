@@ -433,7 +433,7 @@ class AsyncMailbox:
         self._in_flight: set[asyncio.Future[Any]] = set()
         self._pumps: set[_Pump[Any]] = set()
         self._waiters: set[threading.Thread] = set()
-        self._watchers: set[threading.Thread] = set()  # the runs' watches of their thread
+        self._runs: list[tuple[SyncRun, set[threading.Thread]]] = []  # with their watches
         self.views = AsyncViews(self)
         """The read models: ``await amb.views.catch_up()``, ``rebuild()``, ``verify()``."""
 
@@ -532,20 +532,24 @@ class AsyncMailbox:
         if self._opening is not None:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._opening)
+        loop = asyncio.get_running_loop()
+        for run, _ in self._runs:  # their watches end by themselves (within 100 ms)
+            run.close()
+        for thread in [t for _, watchers in self._runs for t in watchers]:
+            await loop.run_in_executor(self._pool, thread.join)
+        self._runs.clear()
         listener = self._bell.close() if self._bell is not None else None
         for pump in list(self._pumps):
             pump.stop()
         await asyncio.gather(*(pump.join() for pump in list(self._pumps)))
         await asyncio.gather(*list(self._in_flight), return_exceptions=True)
-        loop = asyncio.get_running_loop()
         if self._mailbox is not None:
             await loop.run_in_executor(self._pool, self._mailbox.close)
         if listener is not None:
             await loop.run_in_executor(self._pool, listener.join)
-        for thread in [*self._waiters, *self._watchers]:
+        for thread in self._waiters:
             await loop.run_in_executor(self._pool, thread.join)
         self._waiters.clear()
-        self._watchers.clear()
         self._pool.shutdown(wait=True)  # every worker is idle: this returns at once
 
     async def __aenter__(self) -> AsyncMailbox:
@@ -855,7 +859,8 @@ class AsyncMailbox:
             return None
         name = f"threadbox-run-{started.id}"  # the thread of its watch: close() joins it
         watchers = {t for t in threading.enumerate() if t.name == name}
-        self._watchers = {t for t in self._watchers if t.is_alive()} | watchers
+        self._runs = [(r, w) for r, w in self._runs if any(t.is_alive() for t in w)]
+        self._runs.append((started, watchers))
         return AsyncRun(self, started)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import multiprocessing
 import threading
 import time
@@ -380,7 +381,9 @@ def test_async_run_is_interrupted_by_another_process_and_rolled_back(store_url: 
     assert aio_threads() == []
 
 
-def test_async_run_loop_steers_queues_and_waits(store_url: str) -> None:
+def test_async_run_loop_steers_queues_and_waits(
+    store_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     async def main() -> None:
         async with threadbox.aio.open(store_url) as amb:
             waiting = asyncio.create_task(amb.start_run("t", wait=True, timeout=30))
@@ -404,13 +407,20 @@ def test_async_run_loop_steers_queues_and_waits(store_url: str) -> None:
             await second.finish()
             assert [r.status for r in await amb.runs("t")] == ["done", "done"]
 
-            # closing the mailbox ends a start_run that waits for work
+            # closing the mailbox ends a start_run that waits for work, and the watch of a
+            # run left open (quietly: nothing failed)
+            await amb.deliver("t", [Message.user("third", id="third")])
+            left_open = await amb.start_run("t")
+            assert left_open is not None
             later = asyncio.create_task(amb.start_run("t", wait=True, timeout=None))
             await asyncio.sleep(0.2)
         assert await asyncio.wait_for(later, 10) is None
 
-    run(main())
+    with caplog.at_level(logging.WARNING):
+        run(main())
     assert aio_threads() == []
+    assert not [t for t in threading.enumerate() if t.name.startswith("threadbox-run")]
+    assert [r.getMessage() for r in caplog.records] == []
 
 
 def test_an_iterator_reads_ahead_a_bounded_buffer(
