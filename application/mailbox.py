@@ -311,6 +311,12 @@ class Mailbox:
 
     # ---- subscriptions ---------------------------------------------------------------------
 
+    def redacted(self, items: list[LogItem]) -> list[LogItem]:
+        """Items read with ``follow``, as an external reader may see them: the content of
+        internal messages and of hidden ones left out, as ``history(include_internal=False)``
+        shows them (what the HTTP log routes send by default)."""
+        return self._queries.redacted_log(items)
+
     def head(self) -> Position:
         """The position of the newest event in the store's commit order (``""`` if none): a
         ``follow(after=mb.head())`` yields only what is committed from now on."""

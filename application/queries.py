@@ -25,6 +25,7 @@ from . import inputs
 from .ports import EventStore, Views
 from .redaction import redacted
 from .repository import ThreadRepository
+from .subscriptions import LogItem
 
 FOLD_PAGE = 1000  # events read at a time when a read folds the log
 CONSISTENT_READ_ATTEMPTS = 5  # reads of a thread's views rows before folding it instead
@@ -197,6 +198,21 @@ class Queries:
         self._views.catch_up()  # after the events were read: every hide of theirs is applied
         hidden = self._views.hidden(thread_id)
         return [redacted(e, hidden) for e in recorded]
+
+    def redacted_log(self, items: list[LogItem]) -> list[LogItem]:
+        """``items`` of the store's log with the content of internal messages, and of messages
+        hidden now, left out (as ``history`` without ``include_internal``)."""
+        if not items:
+            return items
+        self._views.catch_up()  # after the items were read: every hide of theirs is applied
+        hidden: dict[str, set[str]] = {}
+        shown: list[LogItem] = []
+        for item in items:
+            if item.thread_id not in hidden:
+                hidden[item.thread_id] = self._views.hidden(item.thread_id)
+            event = redacted(item.event, hidden[item.thread_id])
+            shown.append(item if event is item.event else item.model_copy(update={"event": event}))
+        return shown
 
     def _viewed_state(self, thread_id: str) -> ThreadState | None:
         """The thread's state from its views rows, or None when a catch-up moved it while they

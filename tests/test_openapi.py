@@ -44,6 +44,8 @@ OPERATION_IDS = {
     "healthz",
     "metrics",
     "create_stream_ticket",
+    "list_log",
+    "stream_log",
     "healthz_head",
 }
 
@@ -211,6 +213,13 @@ def test_the_errors_routes_answer_are_the_errors_they_declare(
         ("get_run", client.get("/v1/runs/r9", headers=AUTH), 404, "run_not_found"),
         ("stream_events", stream(client, "x"), 400, "invalid_input"),
         ("stream_events", stream(client, "999"), 409, "cursor_ahead"),
+        ("list_log", client.get("/v1/events?after=nope", headers=AUTH), 422, "invalid_input"),
+        (
+            "stream_log",
+            client.get("/v1/events/stream", headers=AUTH | {"Last-Event-ID": "nope"}),
+            400,
+            "invalid_input",
+        ),
         (
             "stream_events",
             client.get(f"{T}/events/stream?ticket=forged.x"),

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from threadbox import Mailbox
 from threadbox.infrastructure.metrics import PrometheusMetrics
 
-from . import ag_ui, browsers, commands, metrics, reads, stream
+from . import ag_ui, browsers, commands, log_routes, metrics, reads, stream
 from .auth import BearerTokenGuard, checked_token
 from .limits import BodyLimit, Utf8Target, body_limit_for
 from .log_changes import LogChanges
@@ -84,6 +84,7 @@ def create_app(
     install_openapi(app)
     app.include_router(commands.router)
     app.include_router(stream.router)
+    app.include_router(log_routes.router)
     app.include_router(ag_ui.router)
     app.include_router(reads.router)
     app.include_router(metrics.router)

@@ -11,6 +11,7 @@ from threadbox import (
     CommittedMessage,
     DeliveryBoundary,
     DeliveryMode,
+    LogItem,
     Message,
     PendingEntry,
     RunRecord,
@@ -164,3 +165,35 @@ class Health(BaseModel):
     writable: bool = True  # the store accepts writes now (a write probe that changes nothing)
     snapshot_failures: int = 0  # snapshot writes that failed since start (commands still succeed)
     open_streams: int = 0  # event streams being served now
+
+
+class LogItemBody(BaseModel):
+    """One event of the store's log at its position in commit order, with its thread."""
+
+    position: str = Field(description="where this event is in the store's commit order")
+    thread_id: str
+    event: RecordedEvent
+
+    @field_validator("event", mode="before")
+    @classmethod
+    def _as_json(cls, event: Any) -> Any:
+        """A mailbox ``RecordedEvent`` is read as its JSON."""
+        return event.model_dump(mode="json") if hasattr(event, "model_dump") else event
+
+
+class LogPage(BaseModel):
+    """A page of the store's log."""
+
+    items: list[LogItemBody]
+    next: str = Field(
+        description="the position to read on from (the next `after`): the last item's, or "
+        "the `after` sent when the page is empty. The log grows: read again later from there"
+    )
+
+    @field_validator("items", mode="before")
+    @classmethod
+    def _as_json(cls, items: Any) -> Any:
+        """The mailbox's ``LogItem``s are read as their JSON."""
+        if isinstance(items, list):
+            return [i.model_dump(mode="json") if isinstance(i, LogItem) else i for i in items]
+        return items
