@@ -105,9 +105,10 @@ class Subscriptions:
         return self._follow(position, remaining, wait)
 
     def _follow(self, position: Position, remaining: int | None, wait: float) -> Iterator[LogItem]:
-        bell = self._doorbell()
+        # The doorbell (a LISTEN connection on PostgreSQL) is opened only once the follower has
+        # to wait: a follow that reads what is there and ends (timeout 0) costs its reads alone.
+        bell: Doorbell | None = None
         try:
-            bell.listen()
             quiet_since = time.monotonic()
             pause = FIRST_PAUSE
             while True:
@@ -131,13 +132,18 @@ class Subscriptions:
                 left = wait - (time.monotonic() - quiet_since)
                 if left <= 0:
                     return
+                if bell is None:
+                    bell = self._doorbell()
+                    bell.listen()
+                    continue  # read again: a commit may have come before the bell listened
                 if self._store.committed_head() > position:
                     time.sleep(min(pause, left))  # committed, not readable yet
                     pause = min(pause * 2, LAST_PAUSE)
                 else:
                     bell.wait(left)
         finally:
-            bell.close()
+            if bell is not None:
+                bell.close()
 
     def watch(
         self, thread_id: str, after_version: int = 0, *, timeout: float | None = 0.0

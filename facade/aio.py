@@ -767,6 +767,11 @@ class AsyncMailbox:
         result: ThreadState = await self._do("thread", thread_id, at_version=at_version)
         return result
 
+    async def redacted(self, items: list[LogItem]) -> list[LogItem]:
+        """``Mailbox.redacted``: followed items with internal and hidden content left out."""
+        result: list[LogItem] = await self._do("redacted", items)
+        return result
+
     async def history(
         self,
         thread_id: str,
