@@ -35,7 +35,7 @@ from .ag_ui_events import ThreadTranslator, thread_event
 from .ag_ui_input import Awaited, Known, delivery_mode, plan, posted_messages, renamed
 from .commands import MailboxDep
 from .log_changes import LogChanges
-from .openapi import declared_response, problem_responses
+from .openapi import declared_response, problem_responses, sse_response
 from .paths import IdRoute
 from .problems import Problem
 from .stream import (
@@ -55,12 +55,11 @@ LINE_END = "\n"
 
 LastEventId = Annotated[str | None, Header(alias="Last-Event-ID")]
 
-AG_UI_STREAM = {
-    "description": "A server-sent event stream: each event's `data:` is one AG-UI event as JSON "
+AG_UI_STREAM = sse_response(
+    "A server-sent event stream: each event's `data:` is one AG-UI event as JSON "
     "(camelCase, as the `ag-ui-protocol` models serialise it); the last AG-UI event of each "
-    "thread version carries `id:` = that version. Comment lines keep a quiet stream alive.",
-    "content": {"text/event-stream": {"schema": {"type": "string"}}},
-}
+    "thread version carries `id:` = that version. Comment lines keep a quiet stream alive."
+)
 
 
 def inlined(schema: dict[str, Any]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from threadbox.errors import InvalidInput
 from .bodies import LogPage
 from .commands import MailboxDep
 from .log_changes import LogChanges
-from .openapi import problem_responses
+from .openapi import problem_responses, sse_response
 from .problems import Problem
 from .reads import MAX_PAGE, PAGE, Count
 from .stream import REDACTED, TICKET_PARAMETER, StreamSettings, event_source, first_of
@@ -142,10 +142,7 @@ LOG_STREAM_FORMAT = (
     "`POST /v1/stream-tickets` without `thread_id`) instead of the bearer token. " + REDACTED,
     tags=["events"],
     responses={
-        200: {
-            "description": LOG_STREAM_FORMAT,
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
-        },
+        200: sse_response(LOG_STREAM_FORMAT),
         **problem_responses(InvalidInput),
     },
     openapi_extra={"parameters": [TICKET_PARAMETER]},

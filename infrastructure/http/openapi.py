@@ -75,6 +75,14 @@ def declared_response(status: int, codes: list[str]) -> dict[str, Any]:
     }
 
 
+def sse_response(description: str) -> dict[str, Any]:
+    """A route's 200 answer that is a server-sent event stream, described by ``description``."""
+    return {
+        "description": description,
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+
+
 def problem_responses(
     *raised: type[errors.ThreadboxError],
     if_match: bool = False,

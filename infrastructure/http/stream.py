@@ -24,7 +24,7 @@ from threadbox.errors import InvalidInput, ThreadNotFound
 
 from .commands import MailboxDep
 from .log_changes import LogChanges
-from .openapi import declared_response, problem_responses
+from .openapi import declared_response, problem_responses, sse_response
 from .paths import IdRoute
 from .problems import Problem
 
@@ -235,10 +235,7 @@ STREAM_FORMAT = (
     "the bearer token. " + REDACTED,
     tags=["events"],
     responses={
-        200: {
-            "description": STREAM_FORMAT,
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
-        },
+        200: sse_response(STREAM_FORMAT),
         **problem_responses(InvalidInput),
         **CURSOR_AHEAD,
     },
