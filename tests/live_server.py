@@ -11,6 +11,7 @@ from contextlib import contextmanager
 
 import uvicorn
 from fastapi import FastAPI
+from httpx_sse import EventSource, ServerSentEvent
 
 
 def free_port() -> int:
@@ -39,3 +40,9 @@ def live_server(app: FastAPI) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def sse_events(source: EventSource) -> Iterator[ServerSentEvent]:
+    """The events of ``source``. httpx-sse also yields a blank event (the last id, no data) for
+    the blank line after each heartbeat comment; the SSE spec dispatches none: skip them."""
+    return (event for event in source.iter_sse() if event.data)

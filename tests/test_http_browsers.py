@@ -19,8 +19,8 @@ import httpx
 import pytest
 import threadbox
 import uvicorn
-from httpx_sse import EventSource, ServerSentEvent, connect_sse
-from live_server import free_port, live_server
+from httpx_sse import connect_sse
+from live_server import free_port, live_server, sse_events
 from threadbox import Mailbox, Message
 from threadbox.errors import InvalidInput
 from threadbox.infrastructure.cli import build_cli
@@ -33,12 +33,6 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 PAGE_ORIGIN = "http://localhost:5173"
 DEADLINE = 15.0
 FAST = StreamSettings(poll_interval=0.05, heartbeat=0.5)
-
-
-def sse_events(source: EventSource) -> Iterator[ServerSentEvent]:
-    """The events of ``source``. httpx-sse also yields a blank event (the last id, no data) for
-    the blank line after each heartbeat comment; the SSE spec dispatches none: skip them."""
-    return (event for event in source.iter_sse() if event.data)
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ import httpx
 import pytest
 import threadbox
 from fastapi.testclient import TestClient
-from httpx_sse import EventSource, ServerSentEvent, connect_sse
-from live_server import live_server
+from httpx_sse import ServerSentEvent, connect_sse
+from live_server import live_server, sse_events
 from threadbox import Mailbox, Message
 from threadbox.infrastructure.http import StreamSettings, create_app
 
@@ -24,12 +24,6 @@ TOKEN = "log-s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 DEADLINE = 30.0
 FAST = StreamSettings(poll_interval=0.05, heartbeat=0.5, page=7)
-
-
-def sse_events(source: EventSource) -> Iterator[ServerSentEvent]:
-    """The events of ``source``. httpx-sse also yields a blank event (the last id, no data) for
-    the blank line after each heartbeat comment; the SSE spec dispatches none: skip them."""
-    return (event for event in source.iter_sse() if event.data)
 
 
 @pytest.fixture
