@@ -23,6 +23,7 @@ import asyncio
 import collections
 import contextlib
 import functools
+import logging
 import math
 import threading
 import time
@@ -59,6 +60,7 @@ DEFAULT_WORKERS = 4
 BUFFER = 1000
 """Items an iterator's thread reads ahead of the ``async for`` consuming them, at most."""
 
+log = logging.getLogger("threadbox.aio")
 LISTEN_SLICE = 0.25  # the shared listener checks for close this often (seconds)
 
 
@@ -101,6 +103,7 @@ class _SharedDoorbell:
 
     def _listen(self) -> None:
         bell: Doorbell | None = None
+        failing = False
         try:
             while not self._closing:
                 try:
@@ -109,7 +112,11 @@ class _SharedDoorbell:
                         bell.listen()
                         self._ready.set()
                     rang = bell.wait(LISTEN_SLICE)
+                    failing = False
                 except Exception:  # the store is away: subscribers read (and raise) anyway
+                    if not failing:  # said once per outage, not every slice
+                        log.warning("listening for new events failed; retrying", exc_info=True)
+                    failing = True
                     self._ready.set()
                     if bell is not None:
                         bell.close()
