@@ -164,10 +164,11 @@ class EventArchive(Protocol):
         """The event an archived one decodes to under the current schema (upcast);
         ``ValueError`` (pydantic's ``ValidationError`` is one) unless it decodes exactly."""
 
-    def append_archived(self, events: Sequence[ArchivedEvent]) -> None:
+    def append_archived(self, events: Iterable[ArchivedEvent]) -> None:
         """Append events as they are, atomically, with the ids they use in the id table (the
         one insert ``append`` uses); versions still guard (``StreamConflict``), and ids are used
-        once per thread (``IdsTaken``)."""
+        once per thread (``IdsTaken``). ``events`` is read once, before the write begins: an
+        error it raises writes nothing, and the events are held encoded, not as payloads."""
 
     def count_after(self, position: Position, upto: Position | None = None) -> int:
         """How many committed events come after ``position`` (at or before ``upto``)."""

@@ -336,7 +336,7 @@ class RecorderStore:
         return decode_archived(event)
 
     @translating
-    def append_archived(self, events: Sequence[ArchivedEvent]) -> None:
+    def append_archived(self, events: Iterable[ArchivedEvent]) -> None:
         stored = [stored_of(e) for e in events]
         self._insert(stored, claims_of_stored(stored))
 

@@ -148,6 +148,54 @@ class Tables:
         }
 
 
+class Outline(Tables):
+    """View rows kept in outline: what applying changes needs, not what the rows say. Of every
+    row and value a change brings, the key columns stay as they are, every other string becomes
+    ``""``, every list ``[]`` and every dict ``{}`` (numbers, booleans and None stay), and an
+    ``Extend`` appends nothing. So a change applies to an outline exactly when it applies to the
+    full rows (the same rows exist with the same columns, counters hold the same numbers, a
+    value of the wrong kind is still of that kind, and the same error is raised), while the
+    rows hold no message: checking that the views can apply a thread's history (import) takes
+    memory for its rows, not for its content."""
+
+    def apply(self, change: Change) -> None:
+        """Apply the outline of one change (see the class)."""
+        super().apply(_outline(change))
+
+
+def _hollow(value: Any) -> Any:
+    if isinstance(value, str):
+        return ""
+    if isinstance(value, list):
+        return []
+    if isinstance(value, dict):
+        return {}
+    return value
+
+
+def _outline_row(table: str, row: Row) -> Row:
+    if not isinstance(row, dict):
+        return row  # applying it fails as it would on full rows
+    keys = KEYS[table]
+    return {c: v if c in keys else _hollow(v) for c, v in row.items()}
+
+
+def _outline(change: Change) -> Change:
+    match change:
+        case Insert(table=table, row=row):
+            return Insert(table, _outline_row(table, row))
+        case Update(table=table, values=values):
+            return Update(table, change.key, _outline_row(table, values))
+        case AppendPending(thread_id=thread_id, rows=rows):
+            if not isinstance(rows, list):
+                return change
+            return AppendPending(thread_id, [_outline_row("pending", r) for r in rows])
+        case Extend(items=items) if isinstance(items, list):
+            return Extend(change.table, change.key, change.column, [])
+        case _:
+            return change
+
+
 def _position(row: dict[str, Any]) -> int:
     return int(row["position"])
 

@@ -4,6 +4,7 @@ application's, ``threadbox.application.transfer``); here, files, stdin/stdout an
 from __future__ import annotations
 
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
@@ -52,17 +53,21 @@ def register(app: typer.Typer) -> None:
         """Append exported event streams to this store.
 
         Every stream is checked first (exit 1 naming each bad line; nothing written), then
-        each thread is written in one transaction. Existing versions are never overwritten."""
+        each thread is written in one transaction. Existing versions are never overwritten.
+        The file is read in place (stdin is spooled to a temporary file first); memory stays
+        flat whatever its size."""
         session = session_of(ctx)
-        with session.mailbox() as mailbox:
+        with session.mailbox() as mailbox, ExitStack() as open_files:
             archive = transfer.archive_of(mailbox.store)
+            if str(file) == "-":
+                source, size = sys.stdin.buffer, 0
+            else:
+                source = open_files.enter_context(file.open("rb"))
+                size = file.stat().st_size
             with progress_bar(session, "reading", unit="bytes") as advance:
-                if str(file) == "-":
-                    streams = transfer.read_streams(archive, sys.stdin.buffer, 0, advance)
-                else:
-                    with file.open("rb") as handle:
-                        size = file.stat().st_size
-                        streams = transfer.read_streams(archive, handle, size, advance)
+                streams = open_files.enter_context(
+                    transfer.read_streams(archive, source, size, advance)
+                )
             phases = (("checking, then importing", "events"), ("catching up the views", "events"))
             with progress_bars(session, *phases) as (advance, catching_up):
                 written = transfer.import_streams(
