@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, get_args
+from typing import Any, cast, get_args
 
 from .changes import (
     KEYS,
@@ -163,37 +163,35 @@ class Outline(Tables):
         super().apply(_outline(change))
 
 
-def _hollow(value: Any) -> Any:
-    if isinstance(value, str):
-        return ""
-    if isinstance(value, list):
-        return []
-    if isinstance(value, dict):
-        return {}
-    return value
+_HOLLOW: dict[type[Any], Callable[[], Any]] = {str: str, list: list, dict: dict}  # -> "", [], {}
 
 
 def _outline_row(table: str, row: Row) -> Row:
-    if not isinstance(row, dict):
+    if type(row) is not dict:
         return row  # applying it fails as it would on full rows
-    keys = KEYS[table]
-    return {c: v if c in keys else _hollow(v) for c, v in row.items()}
+    keys, hollow = KEYS[table], _HOLLOW
+    return {
+        c: v if c in keys or type(v) not in hollow else hollow[type(v)]() for c, v in row.items()
+    }
 
 
 def _outline(change: Change) -> Change:
-    match change:
-        case Insert(table=table, row=row):
-            return Insert(table, _outline_row(table, row))
-        case Update(table=table, values=values):
-            return Update(table, change.key, _outline_row(table, values))
-        case AppendPending(thread_id=thread_id, rows=rows):
-            if not isinstance(rows, list):
-                return change
-            return AppendPending(thread_id, [_outline_row("pending", r) for r in rows])
-        case Extend(items=items) if isinstance(items, list):
-            return Extend(change.table, change.key, change.column, [])
-        case _:
+    kind = type(change)
+    if kind is Insert:
+        i = cast(Insert, change)
+        return Insert(i.table, _outline_row(i.table, i.row))
+    if kind is Update:
+        u = cast(Update, change)
+        return Update(u.table, u.key, _outline_row(u.table, u.values))
+    if kind is AppendPending:
+        a = cast(AppendPending, change)
+        if type(a.rows) is not list:
             return change
+        return AppendPending(a.thread_id, [_outline_row("pending", r) for r in a.rows])
+    if kind is Extend and type(cast(Extend, change).items) is list:
+        e = cast(Extend, change)
+        return Extend(e.table, e.key, e.column, [])
+    return change
 
 
 def _position(row: dict[str, Any]) -> int:
