@@ -3,17 +3,21 @@ decider (``tests/export_support.py``), imported by the command line into a store
 a path and from stdin, under ``/usr/bin/time -v``; a tiny export is the baseline.
 
     python benchmarks/bench_import.py [--mb 100] [--url sqlite:///./bench.db] [--file F]
-                                      [--keep FILE] [--no-stdin]
+                                      [--keep FILE] [--no-stdin] [--compare PYTHON]
 
 Reports, per import: events, peak resident memory (``Maximum resident set size``), wall time and
 CPU time (user + system), each also per baseline. ``--file`` imports an existing export instead of
-making one; ``--keep`` keeps the made export at that path (to import it again).
+making one; ``--keep`` keeps the made export at that path (to import it again). ``--compare``
+names the Python of another checkout (its venv's ``bin/python``, e.g. of the commit before a
+change): the large file is then imported from its path by both, in turns, ``--rounds`` times
+each, and the medians compared (CPU time is the fairer measure on a shared machine).
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,10 +33,12 @@ BYTES_PER_ROUND = 4_000  # about: one round of the mix, encoded (text_bytes=150)
 THREADS = 2000
 
 
-def timed_import(url: str, dump: Path, *, stdin: bool) -> dict[str, Any]:
+def timed_import(
+    url: str, dump: Path, *, stdin: bool, python: str = sys.executable
+) -> dict[str, Any]:
     """``threadbox import`` of ``dump`` into ``url`` under ``/usr/bin/time -v``."""
     source = "-" if stdin else str(dump)
-    command = ["/usr/bin/time", "-v", sys.executable, "-m", "threadbox", "--url", url]
+    command = ["/usr/bin/time", "-v", python, "-m", "threadbox", "--url", url]
     feeder = subprocess.Popen(["cat", str(dump)], stdout=subprocess.PIPE) if stdin else None
     done = subprocess.run(  # stdin a pipe, which cannot seek: the import spools it
         [*command, "import", source],
@@ -77,6 +83,8 @@ def main() -> None:
     parser.add_argument("--file", type=Path, help="import this export instead of making one")
     parser.add_argument("--keep", type=Path, help="keep the made export at this path")
     parser.add_argument("--no-stdin", action="store_true", help="skip the import from stdin")
+    parser.add_argument("--compare", help="the Python of another checkout, to compare with")
+    parser.add_argument("--rounds", type=int, default=2, help="imports each, with --compare")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         tiny = Path(folder) / "tiny.jsonl"
@@ -89,29 +97,42 @@ def main() -> None:
                 write_export(dump, threads=THREADS, rounds=rounds, progress=advance)
         size = dump.stat().st_size / 1e6
         console.print(f"export: {size:.1f} MB, {sum(1 for _ in dump.open('rb'))} lines")
-        runs = [("tiny (baseline)", tiny, False), ("large, from the path", dump, False)]
+        runs = [("tiny (baseline)", tiny, False, sys.executable)]
+        if args.compare:
+            for _ in range(args.rounds):
+                runs.append(("large, path, --compare", dump, False, args.compare))
+                runs.append(("large, path, this checkout", dump, False, sys.executable))
+        else:
+            runs.append(("large, from the path", dump, False, sys.executable))
         if not args.no_stdin:
-            runs.append(("large, from stdin (a pipe)", dump, True))
-        measured: dict[str, dict[str, Any]] = {}
-        for name, path, stdin in runs:
+            runs.append(("large, from stdin (a pipe)", dump, True, sys.executable))
+        measured: dict[str, list[dict[str, Any]]] = {}
+        for name, path, stdin, python in runs:
             with own_store(args.url, "import") as url:
                 console.print(f"importing: {name} …")
-                measured[name] = timed_import(url, path, stdin=stdin)
-    base = measured["tiny (baseline)"]
+                found = timed_import(url, path, stdin=stdin, python=python)
+                measured.setdefault(name, []).append(found)
+    median = {
+        name: {k: statistics.median(m[k] for m in found) for k in found[0]}
+        for name, found in measured.items()
+    }
+    base = median["tiny (baseline)"]
+    compared = median.get("large, path, --compare")
     rows = [
         [
             name,
-            m["events"],
+            int(m["events"]),
             m["peak_mb"],
             m["peak_mb"] / base["peak_mb"],
             m["wall_s"],
             m["cpu_s"],
+            "" if compared is None else f"{m['cpu_s'] / compared['cpu_s']:.2f}",
         ]
-        for name, m in measured.items()
+        for name, m in median.items()
     ]
-    header = ["import", "events", "peak MB", "peak / baseline", "wall s", "CPU s"]
+    header = ["import", "events", "peak MB", "peak / baseline", "wall s", "CPU s", "CPU / compare"]
     console.print(rows_table(f"threadbox import of a {size:.0f} MB export", header, rows))
-    write_results("import", {"export_mb": size, "imports": measured})
+    write_results("import", {"export_mb": size, "imports": measured, "medians": median})
 
 
 if __name__ == "__main__":
