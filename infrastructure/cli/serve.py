@@ -146,7 +146,8 @@ def serve_config(
             log_config=None,  # configure_logging's handler formats uvicorn's lines too
             access_log=False,  # threadbox.access logs each request, with its id
             timeout_graceful_shutdown=5,
-            http=header_timeout_protocol(config.header_timeout),
+            http=header_timeout_protocol(config.header_timeout),  # httptools' parser
+            loop="auto",  # uvloop where it is installed (a dependency of the server extra)
             timeout_keep_alive=config.keep_alive_timeout,  # type: ignore[arg-type]
             limit_concurrency=config.limit_concurrency,
         )

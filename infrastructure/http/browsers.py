@@ -15,6 +15,7 @@ from starlette.middleware.cors import CORSMiddleware
 from threadbox.application.inputs import identifier
 from threadbox.errors import InvalidInput
 
+from .dispatch import OneHopRoute
 from .openapi import declared_response, problem_responses
 from .problems import Problem
 from .tickets import LIFETIME, Tickets
@@ -84,7 +85,7 @@ class StreamTicket(BaseModel):
     expires_at: datetime = Field(description=f"UTC; {LIFETIME} s after it was issued")
 
 
-router = APIRouter()
+router = APIRouter(route_class=OneHopRoute)
 
 
 @router.post(

@@ -1,7 +1,7 @@
 """The write routes: deliver, submit, edit, retract, reorder, freeze, run lifecycle, hide.
 
-Endpoints are plain ``def``: FastAPI runs them in its threadpool, off the event loop, because
-every mailbox call blocks on the store.
+Endpoints are plain ``def``: every mailbox call blocks on the store, so ``IdRoute`` runs each
+endpoint on a worker thread, off the event loop, in one hop (``dispatch.py``).
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ from .paths import IdRoute
 from .preconditions import etag, expected_number
 
 
-def mailbox_of(request: Request) -> Mailbox:
+async def mailbox_of(request: Request) -> Mailbox:
+    """The app's mailbox (a coroutine: FastAPI runs a plain dependency in a thread hop)."""
     mailbox: Mailbox = request.app.state.mailbox
     return mailbox
 

@@ -23,13 +23,14 @@ from threadbox.errors import InvalidInput
 
 from .bodies import LogPage
 from .commands import MailboxDep
+from .dispatch import OneHopRoute
 from .log_changes import LogChanges
 from .openapi import problem_responses, sse_response
 from .problems import Problem
 from .reads import MAX_PAGE, PAGE, Count
 from .stream import REDACTED, TICKET_PARAMETER, StreamSettings, event_source, first_of
 
-router = APIRouter()
+router = APIRouter(route_class=OneHopRoute)
 
 POSITION = (
     "a position from this store's log (an item's `position`, or `next`); empty or absent: the "
