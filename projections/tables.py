@@ -89,6 +89,12 @@ class Tables:
             queue[(row["pending_id"],)] = {**row, "position": n}
         self._top[thread_id] = last + len(change.rows)
 
+    def know_top(self, thread_id: str, position: int) -> None:
+        """The thread's queue, of which only some rows (or none) are held here, has no
+        position above ``position`` (its highest): appends number their rows after it."""
+        self.rows["pending"].setdefault(thread_id, {})
+        self._top[thread_id] = max(position, self._top.get(thread_id, 0))
+
     def _renumber(self, change: Renumber) -> None:
         self._unsettled.add(change.thread_id)  # renumbered when read: see the module docstring
 

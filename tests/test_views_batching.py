@@ -4,9 +4,10 @@ Transactions and wake-ups are counted, never timed."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -123,4 +124,78 @@ def test_the_postgres_follower_wakes_on_the_deliveries_notifications(store_url: 
         eventually(lambda: len(views.backend.pending_rows("t")) == BURST)
         views.stop_following()
         assert 1 <= wakeup.wakes <= wakeup.notifications
+        assert views.verify().ok
+
+
+class StatementLog:
+    """Wraps a SQL backend's connections: the statements its catch-up runs, in order."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+        self.statements: list[str] = []
+        self._original = backend.dialect.connection
+
+    def __enter__(self) -> StatementLog:
+        log, original = self.statements, self._original
+
+        class Recording:
+            def __init__(self, conn: Any) -> None:
+                self._conn = conn
+
+            def execute(self, statement: Any, *args: Any) -> Any:
+                log.append(str(statement))
+                return self._conn.execute(statement, *args)
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self._conn, name)
+
+        @contextlib.contextmanager
+        def connection() -> Iterator[Any]:
+            with original() as conn:
+                yield Recording(conn)
+
+        self.backend.dialect.connection = connection
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.backend.dialect.connection = self._original
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_batch_of_deliveries_reads_no_queue_and_a_renumbering_one_reads_it_whole(
+    store_url: str,
+) -> None:
+    """Appends number their rows after the queue's highest position, read alone (ADR 0023): a
+    batch of deliveries never reads the pending rows of the queues it appends to. A batch that
+    renumbers a queue (a retract) reads that queue whole. Either way the views equal a fold of
+    the log, positions 1..n in delivery order."""
+    with threadbox.open(store_url) as mailbox:
+        views = mailbox.views
+        assert isinstance(views, ProjectedViews)
+        backend: Any = views.backend
+        whole_queue = backend.statements.tables["pending"].select_touched
+        tops = backend.statements.queue_tops
+        mailbox.deliver("t", [Message.user(f"old{n}", id=f"old{n}") for n in range(30)])
+        views.catch_up()
+        for n in range(5):  # one batch: five deliveries to a queue of 30, and a new thread's
+            mailbox.deliver("t", [Message.user(f"new{n}", id=f"new{n}")])
+        mailbox.deliver("u", [Message.user("first", id="u1")])
+        with StatementLog(backend) as log:
+            views.catch_up()
+        assert tops in log.statements
+        assert whole_queue not in log.statements
+        expected = [f"old{n}" for n in range(30)] + [f"new{n}" for n in range(5)]
+        assert [e.message.id for e in views.pending("t")] == expected
+        assert [e.position for e in views.pending("t")] == list(range(1, 36))
+        assert [e.position for e in views.pending("u")] == [1]
+
+        revision = next(e.revision for e in views.pending("t") if e.message.id == "old3")
+        mailbox.retract("t", "old3", expected_revision=revision)
+        mailbox.deliver("t", [Message.user("last", id="last")])
+        with StatementLog(backend) as log:
+            views.catch_up()
+        assert whole_queue in log.statements
+        expected = [i for i in expected if i != "old3"] + ["last"]
+        assert [e.message.id for e in views.pending("t")] == expected
+        assert [e.position for e in views.pending("t")] == list(range(1, 36))
         assert views.verify().ok

@@ -194,11 +194,13 @@ class SqlViewBackend:
         def work(conn: Connection) -> bool:
             if self._tracked(conn, lock=True) != from_position:
                 return False  # another catch-up applied these events first
-            before = self._load_touched(conn, changes)
+            before, tops = self._load_touched(conn, changes)
             tables = Tables()
             for table, rows in before.items():
                 for key, row in rows.items():
                     tables.rows[table].setdefault(key[0], {})[key[1:]] = _private(row)
+            for thread_id, top in tops.items():
+                tables.know_top(thread_id, top)
             for change in changes:
                 tables.apply(change)
             self._write_difference(conn, before, tables.flat())
@@ -211,31 +213,57 @@ class SqlViewBackend:
 
     def _load_touched(
         self, conn: Connection, changes: Sequence[Change]
-    ) -> dict[str, dict[Key, Row]]:
-        """The rows the changes read or modify (a superset), as they are before the batch."""
+    ) -> tuple[dict[str, dict[Key, Row]], dict[str, int]]:
+        """The rows the changes read or modify (a superset), as they are before the batch; and
+        the highest queue position of each thread the batch appends to without renumbering
+        (its queue is not read: an append needs only that position)."""
         threads: dict[str, set[str]] = {t: set() for t in TABLES}
         seconds: dict[str, set[Any]] = {t: set() for t in TABLES}
+        renumbered: set[str] = set()  # pending queues read whole
+        appended: set[str] = set()
         for change in changes:
-            if isinstance(change, (AppendPending, Renumber)):
-                threads["pending"].add(change.thread_id)
+            if isinstance(change, AppendPending):
+                appended.add(change.thread_id)
+            elif isinstance(change, Renumber):
+                renumbered.add(change.thread_id)
             elif isinstance(change, (Update, Delete, Increment, Extend)):
                 key = change.key
                 threads[change.table].add(key[0])
                 if len(key) > 1:
                     seconds[change.table].add(key[1])
+                if change.table == "pending" and isinstance(change, Delete):
+                    renumbered.add(key[0])
         loaded: dict[str, dict[Key, Row]] = {t: {} for t in TABLES}
         as_list = self.dialect.list_parameter
+
+        def load(table: str, statement: str, params: list[Any]) -> None:
+            for values in conn.execute(statement, params).fetchall():
+                row = _decode(table, values)
+                loaded[table][tuple(row[c] for c in KEYS[table])] = row
+
         for table in TABLES:
+            statements = self.statements.tables[table]
+            if table == "pending":
+                if renumbered:
+                    load(table, statements.select_touched, [as_list(sorted(renumbered))])
+                named = threads[table] - renumbered
+                if named:
+                    params = [as_list(sorted(named)), as_list(sorted(seconds[table]))]
+                    load(table, statements.select_named, params)
+                continue
             if not threads[table]:
                 continue
-            statements = self.statements.tables[table]
             params = [as_list(sorted(threads[table]))]
             if statements.second_key is not None:
                 params.append(as_list(sorted(seconds[table])))
-            for values in conn.execute(statements.select_touched, params).fetchall():
-                row = _decode(table, values)
-                loaded[table][tuple(row[c] for c in KEYS[table])] = row
-        return loaded
+            load(table, statements.select_touched, params)
+        tops: dict[str, int] = {}
+        unread = appended - renumbered
+        if unread:
+            tops = {t: 0 for t in unread}
+            found = conn.execute(self.statements.queue_tops, [as_list(sorted(unread))])
+            tops.update((str(t), int(top)) for t, top in found.fetchall())
+        return loaded, tops
 
     def _write_difference(
         self, conn: Connection, before: dict[str, dict[Key, Row]], after: dict[str, dict[Key, Row]]

@@ -41,8 +41,9 @@ INDEXES: dict[str, list[str]] = {
     "runs": ["view_runs_run_id ON view_runs (run_id, started_position)"],
     "committed": ["view_committed_hidden ON view_committed (thread_id) WHERE NOT visible"],
 }
-# A catch-up batch reads the rows it changes first: a thread's whole pending queue (appends and
-# renumbering need it), else the rows its changes name.
+# A catch-up batch reads the rows it changes first: the rows its changes name; a thread's whole
+# pending queue only when the batch renumbers it (a retract, expiry or freeze); for an append,
+# the queue's highest position (ADR 0023: a delivery no longer reads the queue it appends to).
 WHOLE_THREAD = frozenset({"pending"})
 
 
@@ -86,6 +87,7 @@ class TableStatements:
     create: tuple[str, ...]  # the table and its indexes
     select_touched: str  # the rows of a list of threads (and of a list of ``second_key``s)
     second_key: str | None  # None: a batch reads the threads' whole tables
+    select_named: str  # the rows of a list of threads and a list of second keys (or threads)
     insert: str
     update: str  # every column but the key, by key
     delete: str  # by key
@@ -107,9 +109,11 @@ class TableStatements:
             *(f"CREATE INDEX IF NOT EXISTS {index}" for index in INDEXES.get(table, [])),
         )
         second = keys[1] if len(keys) > 1 and table not in WHOLE_THREAD else None
-        touched = dialect.in_list("thread_id", integers=False)
+        touched = named = dialect.in_list("thread_id", integers=False)
+        if len(keys) > 1:
+            named += " AND " + dialect.in_list(keys[1], integers=keys[1] in INT_COLUMNS)
         if second is not None:
-            touched += " AND " + dialect.in_list(second, integers=second in INT_COLUMNS)
+            touched = named
         by_key = " AND ".join(f"{c} = ?" for c in keys)
         assignments = ", ".join(f"{c} = ?" for c in rest)
         marks = ", ".join("?" * len(columns))
@@ -119,6 +123,7 @@ class TableStatements:
             create=(f"CREATE TABLE IF NOT EXISTS {name} ({definition})", *indexes),
             select_touched=dialect.sql(f"{select} WHERE {touched}"),
             second_key=second,
+            select_named=dialect.sql(f"{select} WHERE {named}"),
             insert=dialect.sql(f"INSERT INTO {name} ({', '.join(columns)}) VALUES ({marks})"),
             update=dialect.sql(f"UPDATE {name} SET {assignments} WHERE {by_key}"),
             delete=dialect.sql(f"DELETE FROM {name} WHERE {by_key}"),
@@ -142,6 +147,7 @@ class ViewStatements:
     tracked_for_update: str  # the same, locked until the transaction ends (catch-up, swap)
     set_tracked: str
     pending: str  # a thread's queue, by position
+    queue_tops: str  # (thread, highest position) of the non-empty queues of a list of threads
     committed: str  # a thread's messages after a seq, hidden / internal ones too or not, limited
     runs: str  # a thread's runs, in the order they started, limited, after an offset
     latest_run: str  # the latest run to start with an id, in any thread
@@ -173,6 +179,10 @@ class ViewStatements:
             tracked_for_update=sql(tracked + dialect.lock_tracking),
             set_tracked=sql(f"UPDATE {TRACKING} SET {dialect.tracked_assignment} WHERE name = ?"),
             pending=sql(f"{select['pending']} WHERE thread_id = ? ORDER BY position"),
+            queue_tops=sql(
+                "SELECT thread_id, MAX(position) FROM view_pending WHERE "
+                f"{dialect.in_list('thread_id', integers=False)} GROUP BY thread_id"
+            ),
             committed=sql(
                 f"{select['committed']} WHERE thread_id = ? AND seq > ? AND (visible OR ?) "
                 f"AND (? OR COALESCE({visibility}, '') <> 'internal') ORDER BY seq LIMIT ?"
