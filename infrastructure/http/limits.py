@@ -15,6 +15,15 @@ BODY_FACTOR = 4
 BODY_OVERHEAD = 64 * 1024
 
 
+def last_header(scope: Scope, name: bytes) -> bytes | None:
+    """The value of the last ``name`` header of the request (None: there is none)."""
+    found = None
+    for key, value in scope["headers"]:
+        if key == name:
+            found = value
+    return found
+
+
 def body_limit_for(max_message_bytes: int) -> int:
     return max_message_bytes * BODY_FACTOR + BODY_OVERHEAD
 
@@ -30,7 +39,7 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
+        declared = last_header(scope, b"content-length")
         if declared is not None:
             if not declared.isdigit():
                 await self._refuse(scope, receive, send, 400, "Content-Length is not a number")
@@ -84,7 +93,7 @@ class Utf8Target:
         if scope["type"] == "http":
             for part, raw in (("path", scope.get("raw_path")), ("query", scope["query_string"])):
                 try:
-                    unquote_to_bytes(raw or b"").decode("utf-8")
+                    (unquote_to_bytes(raw) if raw and b"%" in raw else raw or b"").decode("utf-8")
                 except UnicodeDecodeError:
                     detail = f"the {part} is not UTF-8 once percent-decoded"
                     response = problem_response(400, "invalid_input", detail, {"field": part})

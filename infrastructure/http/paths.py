@@ -40,6 +40,8 @@ class IdRoute(OneHopRoute):
 
 def routed_path(raw_path: bytes) -> str:
     """The path with each segment decoded, except ``%`` and ``/`` inside a segment."""
+    if b"%" not in raw_path:
+        return raw_path.decode("utf-8")  # nothing encoded: the path as sent
     segments = (unquote_to_bytes(s).decode("utf-8") for s in raw_path.split(b"/"))
     return "/".join(s.replace("%", "%25").replace("/", "%2F") for s in segments)
 
