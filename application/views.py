@@ -130,6 +130,7 @@ class ProjectedViews:
         self._seen: Position = ""  # a lower bound of the backend's position
         self._follower: Follower | None = None
         self._listeners: list[Callable[[Position], None]] = []
+        self._short = False  # the last batch applied was all there was to read (``_advance``)
 
     def add_listener(self, listener: Callable[[Position], None]) -> None:
         """Call ``listener(position)`` whenever these views move past new events (it must be
@@ -159,7 +160,9 @@ class ProjectedViews:
         self, target: Position | None, *, bounded: bool, wait: bool, progress: Progress | None
     ) -> Position:
         with self._lock:
-            position = self.backend.position()
+            # Where the views were left, as this process last saw them: another process's
+            # catch-up may have moved them since, which ``apply`` notices (then they are read).
+            position = self._seen if self._seen and not progress else self.backend.position()
             total = self.store.count_after(position, target) if progress else 0
             position = self._catch_up(position, target, bounded, wait, total, progress)
             moved, self._seen = position > self._seen, max(self._seen, position)
@@ -193,6 +196,8 @@ class ProjectedViews:
             applied += count
             if progress:
                 progress(applied, max(total, applied))
+            if target is None and self._short:
+                break  # every event readable was in that batch: no read that finds nothing
         return position
 
     def _advance(
@@ -202,6 +207,7 @@ class ProjectedViews:
         transaction; the position the views are at afterwards and the events applied (None:
         nothing readable after ``position``). Each payload is projected as it is read, so
         decoded payloads never pile up."""
+        self._short = False  # set when every event read (fewer than ``limit``) was applied
         read: list[tuple[Position, int, str, str]] = []  # (position, event id, type, thread)
         changes: list[Change] = []
         try:
@@ -231,6 +237,7 @@ class ProjectedViews:
                 position, done = after[0], done + 1
             return position, done
         if applied:
+            self._short = len(read) < limit
             return read[-1][0], len(read)
         return self.backend.position(), 0  # another catch-up applied them first
 
