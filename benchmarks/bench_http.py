@@ -171,9 +171,14 @@ def backend_pids(conninfo: str | None, pids: list[int]) -> list[int]:
     return [int(r[0]) for r in rows]
 
 
+def py_spy() -> str | None:
+    """The py-spy command: on the PATH, or beside this Python (a virtualenv not activated)."""
+    return shutil.which("py-spy") or shutil.which("py-spy", path=os.path.dirname(sys.executable))
+
+
 def thread_names(pid: int) -> dict[int, str]:
     """Thread id -> Python thread name of ``pid``, from ``py-spy dump`` (empty without it)."""
-    spy = shutil.which("py-spy")
+    spy = py_spy()
     if spy is None:
         return {}
     dump = subprocess.run(
@@ -299,7 +304,7 @@ def start_profile(
 ) -> subprocess.Popen[bytes]:
     """py-spy recording ``pid`` for ``seconds`` into ``path`` (a flame graph SVG, or
     speedscope JSON when ``path`` ends in .json)."""
-    spy = shutil.which("py-spy")
+    spy = py_spy()
     if spy is None:
         raise SystemExit("--profile needs py-spy: pip install py-spy")
     form = "speedscope" if path.endswith(".json") else "flamegraph"
