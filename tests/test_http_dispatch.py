@@ -5,6 +5,7 @@ call to end; and a slow request header is cut off on httptools' parser as on h11
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import socket
 import threading
@@ -226,3 +227,26 @@ def test_slow_headers_are_cut_off_and_a_prompt_keep_alive_request_is_not(parser:
             with client:
                 assert closed_by_server(client)
         assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("parser", ["httptools", "h11"])
+def test_headers_that_go_on_and_on_are_a_400_and_usual_ones_are_served(parser: str) -> None:
+    """httptools buffers a header of any size: past 16 KiB still incomplete, the request is
+    refused (400, connection closed) on either parser, long before the header timeout."""
+    with threadbox.open("memory://") as mailbox, served(mailbox, parser, 30) as port:
+        with socket.create_connection(("127.0.0.1", port)) as usual:
+            big = b"X-Big: " + b"a" * 8000 + b"\r\n"
+            usual.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + big + b"\r\n")
+            assert whole_response(usual).startswith(b"HTTP/1.1 200")
+        with socket.create_connection(("127.0.0.1", port)) as endless:
+            endless.settimeout(10)
+            endless.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ")
+            answer = b""
+            with contextlib.suppress(ConnectionError):  # the server may close while we send
+                for _ in range(64):
+                    endless.sendall(b"a" * 4096)
+                    time.sleep(0.005)
+            with contextlib.suppress(ConnectionError):
+                while chunk := endless.recv(65536):
+                    answer += chunk
+        assert answer.startswith(b"HTTP/1.1 400")

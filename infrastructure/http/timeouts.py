@@ -24,6 +24,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+MAX_HEADER_BYTES = 16 * 1024  # a request's headers still incomplete past this: 400 (as on h11)
+
 
 @dataclass(frozen=True)
 class ServerLimits:
@@ -64,21 +66,39 @@ class _HeaderClock:
 
 class HttpToolsHeaderTimeoutProtocol(_HeaderClock, HttpToolsProtocol):
     """uvicorn's httptools protocol (C parser: what ``threadbox serve`` runs), closing
-    connections whose request headers take too long."""
+    connections whose request headers take too long, and answering 400 to headers that go on
+    past ``MAX_HEADER_BYTES`` (httptools itself buffers a header of any size; h11 stops at
+    uvicorn's 16 KiB)."""
+
+    _in_headers = True  # a connection starts with a request's headers
+    _header_bytes = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Start the clock for the first request's headers."""
         super().connection_made(transport)
         self._arm()
 
+    def data_received(self, data: bytes) -> None:
+        """Parse; count the bytes of a chunk that came wholly inside a request's headers."""
+        inside = self._in_headers
+        super().data_received(data)
+        if not (inside and self._in_headers):
+            return  # the headers began or ended in this chunk: one chunk at most uncounted
+        self._header_bytes += len(data)
+        if self._header_bytes > MAX_HEADER_BYTES and not self.transport.is_closing():
+            self._disarm()
+            self.send_400_response("Request headers too large.")
+
     def on_message_begin(self) -> None:
-        """A request's first byte: its headers must end in time."""
+        """A request's first byte: its headers must end in time, and within the size."""
         super().on_message_begin()
+        self._in_headers, self._header_bytes = True, 0
         self._arm()
 
     def on_headers_complete(self) -> None:
         """The headers are in: stop the clock."""
         self._disarm()
+        self._in_headers = False
         super().on_headers_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
