@@ -283,7 +283,8 @@ def http_window(
     by_thread: dict[str, float] = {}
     for key, after in tasks_after.items():
         name = names.get(key[1], "other")
-        name = "request threads" if name.startswith("AnyIO worker") else name
+        if name.startswith(("AnyIO worker", "threadbox-request")):
+            name = "request threads"  # anyio's pool before ADR 0023, one-hop workers after
         spent = after - tasks_before.get(key, 0.0)
         by_thread[name] = by_thread.get(name, 0.0) + 1000 * spent / done
     return {
@@ -428,7 +429,9 @@ def main() -> None:
         f"{result['library_cpu_ms_per_call']:.2f} ms"
     )
     by_thread = ", ".join(
-        f"{name} {value:.2f}" for name, value in result["server_cpu_ms_by_thread"].items()
+        f"{name} {value:.2f}"
+        for name, value in result["server_cpu_ms_by_thread"].items()
+        if value >= 0.005
     )
     console.print(f"server CPU ms per request by thread: {by_thread}")
     console.print(
