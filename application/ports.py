@@ -76,10 +76,12 @@ class EventStore(Protocol):
 
     kind: str  # "memory", "sqlite" or "postgres"
 
-    def append(self, events: Sequence[AnyThreadEvent]) -> list[int]:
+    def append(self, events: Sequence[AnyThreadEvent], snapshot: Thread | None = None) -> list[int]:
         """Save the events atomically, with the ids they use for the first time in the id
         table; their versions are the guard (``StreamConflict``), and each id is used once per
-        thread (``IdsTaken``)."""
+        thread (``IdsTaken``). ``snapshot``, the state the events were decided on, is saved
+        in the same transaction (it replaces the thread's older snapshots): with the events,
+        or not at all."""
 
     def claimed(self, thread_id: str, keys: Iterable[ClaimKey]) -> dict[ClaimKey, int]:
         """Which of ``keys`` the thread has used, each with the version of the event that first
@@ -94,7 +96,8 @@ class EventStore(Protocol):
         """The thread's latest snapshot, if one was saved (and its format is known)."""
 
     def save_snapshot(self, state: Thread) -> None:
-        """Save what decisions need of ``state``, at its version."""
+        """Save what decisions need of ``state``, at its version, in place of the thread's older
+        snapshots (tools; commands save theirs with ``append``)."""
 
     def read(self, *, after: Position, limit: int, upto: Position | None = None) -> list[Notified]:
         """Events of every thread in commit order, after ``after`` (and at or before ``upto``):

@@ -110,7 +110,7 @@ class ThreadRepository:
                         continue
                     return outcome(command, state, events), state.version, False
                 try:
-                    self.store.append(events)
+                    self._append(state, events)
                 except StreamConflict:
                     with self._counting:
                         self.conflicts += 1
@@ -129,7 +129,7 @@ class ThreadRepository:
                         self._backoff(attempt)  # claimed after this state's version: wait
                     continue
                 result = outcome(command, state, events)  # read before the state moves on
-                self._applied(state, events)
+                self._fold(state, events)
                 return result, state.version, True
             raise errors.Contention(thread_id, self.settings.max_attempts)
 
@@ -240,25 +240,36 @@ class ThreadRepository:
                 break
         return usage
 
-    def _applied(self, state: Thread, events: list[AnyThreadEvent]) -> None:
-        before = state.version
-        self._fold(state, events)
+    def _append(self, state: Thread, events: list[AnyThreadEvent]) -> None:
+        """Save ``events``, decided on ``state``; with a snapshot of ``state`` in the same
+        transaction when they take the thread past a multiple of the snapshot interval. The
+        snapshot is of the state the events were decided on, not of the state after them: it
+        is whole before the write (a failed write leaves the state as it was, for the retry),
+        and it can never be ahead of the log. A snapshot that cannot be written (a defect, not
+        the store being unavailable or taken by another writer) does not fail the command: it
+        is logged and counted, and the events are saved without it."""
         interval = self._snapshot_every(state)
-        if state.version // interval > before // interval:
-            try:
-                self.store.save_snapshot(state)
-            except Exception:
-                # The command's events are saved: it succeeded, and must say so. A snapshot only
-                # saves a cold load some folding; the next interval tries again, and the failures
-                # are counted for /healthz.
-                with self._counting:
-                    self.snapshot_failures += 1
-                log.warning(
-                    "snapshot of thread %r at version %d failed",
-                    state.thread_id,
-                    state.version,
-                    exc_info=True,
-                )
+        after = state.version + len(events)
+        if state.version == 0 or after // interval == state.version // interval:
+            self.store.append(events)
+            return
+        try:
+            self.store.append(events, state)
+            return
+        except (StreamConflict, IdsTaken, errors.StoreUnavailable):
+            raise  # the events' own failures, which the command handles or reports
+        except Exception:
+            # A snapshot only saves a cold load some folding; the next interval tries again, and
+            # the failures are counted for /healthz.
+            with self._counting:
+                self.snapshot_failures += 1
+            log.warning(
+                "snapshot of thread %r at version %d failed; its events are saved without it",
+                state.thread_id,
+                state.version,
+                exc_info=True,
+            )
+        self.store.append(events)
 
     def _snapshot_every(self, state: Thread) -> int:
         """A snapshot costs about as much to write and read as folding ~1 event per 10 of its

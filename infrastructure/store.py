@@ -10,10 +10,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from eventsourcing.persistence import (
+    AggregateRecorder,
     ApplicationRecorder,
     InfrastructureFactory,
     IntegrityError,
@@ -50,21 +51,23 @@ from .codec import (
     stream_id,
 )
 from .faults import translated, translating
-from .id_table import ClaimingPOPORecorder, claims_of_stored, ids_taken
+from .id_table import claims_of_stored, ids_taken
 from .pg_pool import make_fail_fast, timeout_options
 from .pg_recorder import CommitOrderRecorder, LogPosition
 from .pg_wakeup import CommitNotifier, events_channel
 from .positions import decode_id, encode_id
+from .snapshots import SnapshottingPOPORecorder, write_postgres_snapshot, write_sqlite_snapshot
 
 # A write that failed for want of the store makes /healthz say "not writable" this long, unless
 # a write succeeds first (a full disk shows only when a write needs the space).
 WRITE_FAILURE_MEMORY = 30.0
 
-# eventsourcing's APPLICATION_RECORDER_TOPIC: its recorders with the id table (ADR 0010); on
-# PostgreSQL over QuietRecorder (commit order, NOTIFY after commit: ADR 0009).
+# eventsourcing's APPLICATION_RECORDER_TOPIC: its recorders with the id table (ADR 0010) and the
+# snapshots written with the events; on PostgreSQL over QuietRecorder (commit order, NOTIFY
+# after commit: ADR 0009).
 CLAIMING_RECORDERS = {
-    "sqlite": "threadbox.infrastructure.id_table:ClaimingSQLiteRecorder",
-    "postgres": "threadbox.infrastructure.id_table:ClaimingPostgresRecorder",
+    "sqlite": "threadbox.infrastructure.snapshots:SnapshottingSQLiteRecorder",
+    "postgres": "threadbox.infrastructure.snapshots:SnapshottingPostgresRecorder",
 }
 
 
@@ -186,12 +189,16 @@ class RecorderStore:
             if location.kind == "postgres":
                 options = timeout_options(location.pg_statement_timeout)
                 make_fail_fast(factory.datastore.pool, location.pg_connect_timeout, options)
-            self.events: ApplicationRecorder = (
-                ClaimingPOPORecorder()  # eventsourcing's POPO factory takes no recorder topic
-                if location.kind == "memory"
-                else self._factory.application_recorder()
-            )
-            self.snapshots = self._factory.aggregate_recorder("snapshots")
+            self.events: ApplicationRecorder
+            self.snapshots: AggregateRecorder
+            if location.kind == "memory":  # eventsourcing's POPO factory takes no recorder topic
+                self.events = memory = SnapshottingPOPORecorder()
+                self.snapshots = memory.snapshot_recorder
+            else:
+                self.events = self._factory.application_recorder()
+                self.snapshots = self._factory.aggregate_recorder("snapshots")
+                recorder: Any = self.events  # one of snapshots' recorders
+                recorder.snapshots_table = cast(Any, self.snapshots).events_table_name
         self.log: LogOrder
         self._notifier: CommitNotifier | None = None
         if isinstance(self.events, CommitOrderRecorder):
@@ -201,18 +208,23 @@ class RecorderStore:
         else:
             self.log = IdOrder(self.events, location.kind)
 
-    def append(self, events: Sequence[ThreadEvent]) -> list[int]:
+    def append(self, events: Sequence[ThreadEvent], snapshot: Thread | None = None) -> list[int]:
         stored = [encode_event(e) for e in events]
         found = [(stream_id(e.thread_id), c) for e in events for c in claims([e])]
-        return self._insert(stored, found)
+        return self._insert(stored, found, None if snapshot is None else encode_snapshot(snapshot))
 
     def _insert(
-        self, stored: Sequence[StoredEvent], found: Sequence[tuple[uuid.UUID, Claim]]
+        self,
+        stored: Sequence[StoredEvent],
+        found: Sequence[tuple[uuid.UUID, Claim]],
+        snapshot: StoredEvent | None = None,
     ) -> list[int]:
-        """The one way events reach the log: with their claims, in one transaction."""
+        """The one way events reach the log: with their claims (and a snapshot, if one is
+        due), in one transaction."""
+        extra = {} if snapshot is None else {"snapshot": snapshot}
         try:
             with translated():
-                positions = self.events.insert_events(stored, claims=found)
+                positions = self.events.insert_events(stored, claims=found, **extra)
         except IntegrityError as conflict:
             if ids_taken(conflict):
                 raise IdsTaken(str(conflict)) from conflict
@@ -246,39 +258,21 @@ class RecorderStore:
 
     @translating
     def save_snapshot(self, state: Thread) -> None:
-        try:
-            self.snapshots.insert_events([encode_snapshot(state)])
-        except IntegrityError:
-            # Another process stored the snapshot of this very version: the same state.
-            return
-        self._prune_snapshots(state)
-
-    def _prune_snapshots(self, state: Thread) -> None:
-        """Keep only the latest snapshot of a thread: older ones are never read again, and a
-        long thread's snapshots would otherwise grow its storage with the square of its length."""
-        recorder: Any = self.snapshots
+        snapshot = encode_snapshot(state)
+        recorder: Any = self.events  # one of snapshots' recorders
         if self.kind == "memory":
-            return  # POPO keeps them in process memory, for the life of a test or demo
-        sid = stream_id(state.thread_id)
-        with recorder.datastore.transaction(commit=True) as cursor:
-            if self.kind == "sqlite":
-                statement = (
-                    f"DELETE FROM {recorder.events_table_name} "
-                    "WHERE originator_id = ? AND originator_version < ?"
-                )
-                cursor.execute(statement, (sid.hex, state.version))
-            else:
-                from psycopg import sql
+            recorder.snapshot_recorder.insert_latest(snapshot)
+        elif self.kind == "sqlite":
+            with recorder.datastore.transaction(commit=True) as cursor:
+                write_sqlite_snapshot(cursor, recorder.snapshots_table, snapshot)
+        else:
+            self._save_pg_snapshot(recorder, snapshot)
 
-                cursor.execute(
-                    sql.SQL(
-                        "DELETE FROM {}.{} WHERE originator_id = %s AND originator_version < %s"
-                    ).format(
-                        sql.Identifier(recorder.datastore.schema),
-                        sql.Identifier(recorder.events_table_name),
-                    ),
-                    (sid, state.version),
-                )
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.05)
+    def _save_pg_snapshot(self, recorder: Any, snapshot: StoredEvent) -> None:
+        with recorder.datastore.transaction(commit=True) as cursor:
+            schema = recorder.datastore.schema
+            write_postgres_snapshot(cursor, schema, recorder.snapshots_table, snapshot)
 
     @translating
     def read(self, *, after: Position, limit: int, upto: Position | None = None) -> list[Notified]:

@@ -18,7 +18,7 @@ from threadbox import (
 )
 from threadbox.application.views import ProjectedViews
 from threadbox.domain import results
-from threadbox.domain.thread import Thread, fold
+from threadbox.domain.thread import fold
 from threadbox.errors import (
     AlreadyConsumed,
     DeliveryBlocked,
@@ -438,20 +438,6 @@ def test_thread_summaries_come_from_the_threads_view_filtered_by_pending_work(
     assert [t.thread_id for t in mailbox.threads(has_pending=True)] == ["busy"]
     assert [t.thread_id for t in mailbox.threads(has_pending=False)] == ["idle"]
     assert [t.thread_id for t in mailbox.threads(after="busy", limit=1)] == ["idle"]
-
-
-def test_a_failing_snapshot_does_not_fail_a_command_whose_events_are_saved(
-    mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    def broken(state: Thread) -> None:
-        raise OSError("disk full while writing a snapshot")
-
-    monkeypatch.setattr(mailbox.store, "save_snapshot", broken)
-    for n in range(30):  # past the snapshot interval
-        mailbox.deliver(T, [Message.user(str(n), id=f"m{n}")])
-    assert [e.pending_id for e in mailbox.pending(T)][-1] == "m29"
-    assert mailbox.thread(T).version == 31
-    assert "snapshot of thread" in caplog.text
 
 
 def test_a_thread_id_may_be_any_1_to_200_characters_without_control_characters(

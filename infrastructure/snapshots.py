@@ -1,0 +1,165 @@
+"""Snapshots written in the same transaction as the events that make them due (ADR 0010).
+
+Each recorder here is the store's recorder with the id table (``id_table``) plus one keyword on
+the insert path: ``insert_events(..., snapshot=StoredEvent)`` writes the snapshot into the
+snapshots table, and deletes the thread's older ones, in the transaction of the events: both are
+committed or neither is, with one commit (one fsync on SQLite), and pruning costs no transaction
+of its own. The snapshot a command carries is of the state its events were decided on, so it is
+never ahead of the log even where the two were written apart (``RecorderStore.save_snapshot``).
+
+A snapshot of a version is a function of the log up to that version, which never changes, so a
+snapshot already stored at the same version is replaced by the new one (the same state, perhaps
+in a newer format) instead of failing the write.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.popo import POPOAggregateRecorder
+from psycopg.sql import SQL, Composed, Identifier
+
+from .id_table import ClaimingPOPORecorder, ClaimingPostgresRecorder, ClaimingSQLiteRecorder
+
+SNAPSHOTS_TABLE = "stored_snapshots"  # eventsourcing's name for the "snapshots" recorder's table
+
+
+def _stream(stored: StoredEvent) -> uuid.UUID:
+    sid = stored.originator_id
+    return sid if isinstance(sid, uuid.UUID) else uuid.UUID(str(sid))
+
+
+# ---- SQLite ------------------------------------------------------------------------------------
+
+
+def sqlite_statements(table: str) -> tuple[str, str]:
+    """The upsert of a snapshot and the delete of the thread's older ones, on SQLite."""
+    return (
+        f"INSERT OR REPLACE INTO {table} (originator_id, originator_version, topic, state) "
+        "VALUES (?, ?, ?, ?)",
+        f"DELETE FROM {table} WHERE originator_id = ? AND originator_version < ?",
+    )
+
+
+def write_sqlite_snapshot(cursor: Any, table: str, snapshot: StoredEvent) -> None:
+    """Store ``snapshot`` and delete the thread's older snapshots, in ``cursor``'s transaction."""
+    upsert, prune = sqlite_statements(table)
+    sid = _stream(snapshot).hex
+    cursor.execute(upsert, (sid, snapshot.originator_version, snapshot.topic, snapshot.state))
+    cursor.execute(prune, (sid, snapshot.originator_version))
+
+
+class SnapshottingSQLiteRecorder(ClaimingSQLiteRecorder):
+    """The store's SQLite recorder: events, their claims and the snapshot they make due, in one
+    transaction."""
+
+    snapshots_table = SNAPSHOTS_TABLE  # the store sets its snapshot recorder's table
+
+    def _insert_events(
+        self,
+        c: Any,
+        stored_events: Any,
+        *,
+        snapshot: StoredEvent | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        ids = super()._insert_events(c, stored_events, **kwargs)
+        if snapshot is not None:
+            write_sqlite_snapshot(c, self.snapshots_table, snapshot)
+        return ids
+
+
+# ---- PostgreSQL --------------------------------------------------------------------------------
+
+
+def postgres_statements(schema: str, table: str) -> tuple[Composed, Composed]:
+    """The upsert of a snapshot and the delete of the thread's older ones, on PostgreSQL."""
+    name = SQL("{}.{}").format(Identifier(schema), Identifier(table))
+    return (
+        SQL(
+            "INSERT INTO {} (originator_id, originator_version, topic, state) "
+            "VALUES (%s, %s, %s, %s) ON CONFLICT (originator_id, originator_version) "
+            "DO UPDATE SET topic = EXCLUDED.topic, state = EXCLUDED.state"
+        ).format(name),
+        SQL("DELETE FROM {} WHERE originator_id = %s AND originator_version < %s").format(name),
+    )
+
+
+def write_postgres_snapshot(cursor: Any, schema: str, table: str, snapshot: StoredEvent) -> None:
+    """Store ``snapshot`` and delete the thread's older snapshots, in ``cursor``'s transaction
+    (in a pipeline: no round trip of their own)."""
+    upsert, prune = postgres_statements(schema, table)
+    sid = _stream(snapshot)
+    cursor.execute(upsert, (sid, snapshot.originator_version, snapshot.topic, snapshot.state))
+    cursor.execute(prune, (sid, snapshot.originator_version))
+
+
+class SnapshottingPostgresRecorder(ClaimingPostgresRecorder):
+    """The store's PostgreSQL recorder: the snapshot goes through the library's
+    ``_insert_events`` hook, after the claims, in the pipeline and transaction of the events.
+    A write that fails (a version taken, an id taken) leaves no snapshot either."""
+
+    snapshots_table = SNAPSHOTS_TABLE  # the store sets its snapshot recorder's table
+
+    def _insert_events(
+        self,
+        curs: Any,
+        stored_events: Any,
+        *,
+        snapshot: StoredEvent | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super()._insert_events(curs, stored_events, **kwargs)
+        if snapshot is not None:
+            schema = self.datastore.schema
+            write_postgres_snapshot(curs, schema, self.snapshots_table, snapshot)
+
+
+# ---- memory ------------------------------------------------------------------------------------
+
+
+class LatestPOPOSnapshots(POPOAggregateRecorder):
+    """eventsourcing's in-memory aggregate recorder, keeping only each thread's latest snapshot
+    (as the SQL stores do): older ones are dropped when a newer one is inserted."""
+
+    def insert_latest(self, snapshot: StoredEvent) -> None:
+        """Store ``snapshot`` (replacing one of the same version) and drop the thread's older
+        ones."""
+        with self._database_lock:
+            index = self._stored_events_index[str(snapshot.originator_id)]
+            if any(v > snapshot.originator_version for v in index):
+                return  # a newer one is stored: this one would never be read
+            at = index.get(snapshot.originator_version)
+            if at is not None:
+                self._stored_events[at] = snapshot
+            else:
+                self._stored_events.append(snapshot)
+                index[snapshot.originator_version] = len(self._stored_events) - 1
+            for version in [v for v in index if v < snapshot.originator_version]:
+                self._stored_events[index.pop(version)] = _DROPPED
+
+
+_DROPPED = StoredEvent(uuid.UUID(int=0), 0, "", b"")  # a dropped snapshot's place in the list
+
+
+class SnapshottingPOPORecorder(ClaimingPOPORecorder):
+    """The store's in-memory recorder: the snapshot is added to the snapshot recorder under the
+    events' lock, once the events are."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.snapshot_recorder = LatestPOPOSnapshots()
+
+    def _update_table(
+        self,
+        stored_events: Any,
+        *,
+        snapshot: StoredEvent | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        ids = super()._update_table(stored_events, **kwargs)
+        if snapshot is not None:
+            self.snapshot_recorder.insert_latest(snapshot)
+        return ids
