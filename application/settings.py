@@ -16,6 +16,6 @@ class Settings:
     max_attempts: int = 30
     backoff_base: float = 0.002
     backoff_cap: float = 0.05
-    snapshot_interval: int = 25  # versions between snapshots, at least; see _snapshot_every
+    snapshot_interval: int = 8  # versions between snapshots, at least; see _snapshot_every
     snapshot_interval_max: int = 500
     cache_size: int = 1024
