@@ -550,13 +550,15 @@ class AsyncMailbox:
             pump.stop()
         await asyncio.gather(*(pump.join() for pump in list(self._pumps)))
         await asyncio.gather(*list(self._in_flight), return_exceptions=True)
+        # The waits end on the closed doorbell, but one woken just before may still be reading:
+        # the store closes after them (a SQLite connection closed under a read crashes Python).
+        for thread in self._waiters:
+            await loop.run_in_executor(self._pool, thread.join)
+        self._waiters.clear()
         if self._mailbox is not None:
             await loop.run_in_executor(self._pool, self._mailbox.close)
         if listener is not None:
             await loop.run_in_executor(self._pool, listener.join)
-        for thread in self._waiters:
-            await loop.run_in_executor(self._pool, thread.join)
-        self._waiters.clear()
         self._pool.shutdown(wait=True)  # every worker is idle: this returns at once
 
     async def __aenter__(self) -> AsyncMailbox:
