@@ -11,9 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
+import threadbox
 from fastapi.testclient import TestClient
 from test_http_sse import DEADLINE, InThreadServer, sse_messages, take
-from threadbox import Mailbox, Message, Visibility
+from threadbox import Mailbox, Message, Settings, Visibility
 from threadbox.application.views import ProjectedViews
 from threadbox.domain import results
 from threadbox.domain.thread import fold
@@ -166,9 +167,17 @@ def test_a_past_version_of_the_thread_is_the_fold_of_the_log_up_to_it(mailbox: M
         assert mailbox.thread(TID, at_version=version) == expected, version
 
 
+EVERY_25 = Settings(snapshot_interval=25)  # no snapshot between `at` and the last write below
+
+
 def test_the_committed_zone_at_a_version_folds_from_the_latest_snapshot_before_it(
-    mailbox: Mailbox,
+    store_url: str,
 ) -> None:
+    with threadbox.open(store_url, settings=EVERY_25) as mailbox:
+        committed_zone_from_the_snapshot(mailbox)
+
+
+def committed_zone_from_the_snapshot(mailbox: Mailbox) -> None:
     many_runs(mailbox, 20)  # 101 events: snapshots every 25 versions
     hidden_before = len(mailbox.store.load(TID)) + 1
     mailbox.hide(TID, "a1", "before")  # before the snapshot: hidden then and now
