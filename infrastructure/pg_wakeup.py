@@ -4,7 +4,8 @@ eventsourcing's recorder sends ``NOTIFY`` inside every writing transaction; Post
 a server-wide lock through each such commit, so notifying writers commit one at a time. The store
 writes with ``QuietRecorder`` instead (``CommitOrderRecorder`` without that ``NOTIFY``), and a
 ``CommitNotifier`` sends one ``NOTIFY`` on the schema's channel after the commits, from a thread
-and connection of its own: the commits made while one is being sent share the next one. A
+and connection of its own: the commits made while one is being sent, or within ``NOTIFY_INTERVAL``
+of the last one sent, share the next one (a commit after a quiet spell is announced at once). A
 listener that misses one (connection lost) still polls (``ListeningWakeup``'s fallback).
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 import psycopg
@@ -20,6 +22,12 @@ from psycopg import sql
 from .pg_recorder import CommitOrderRecorder
 
 log = logging.getLogger("threadbox.store")
+
+# Seconds between two NOTIFYs of one process at least: under load each NOTIFY (a transaction of
+# the server's, and ~0.2 ms of the writer's CPU) covers the commits of this span, not one or two;
+# a follower hears of a commit at most this much later than it would otherwise. The views'
+# follower lingers 20 ms after a wake-up anyway (ADR 0007).
+NOTIFY_INTERVAL = 0.005
 
 QUIET_RECORDER_TOPIC = "threadbox.infrastructure.pg_wakeup:QuietRecorder"
 """eventsourcing's ``APPLICATION_RECORDER_TOPIC`` for ``QuietRecorder`` itself (the store builds
@@ -42,36 +50,49 @@ class QuietRecorder(CommitOrderRecorder):
 
 class CommitNotifier:
     """After ``committed()``, one ``NOTIFY`` on ``channel`` from a daemon thread, shared by every
-    commit made until it is sent. ``close()`` sends what is due, then stops."""
+    commit made until it is sent, and sent at most every ``interval`` seconds. ``close()`` sends
+    what is due, then stops."""
 
-    def __init__(self, conninfo: str, channel: str) -> None:
+    def __init__(self, conninfo: str, channel: str, interval: float = NOTIFY_INTERVAL) -> None:
         self.conninfo = conninfo
         self.statement = sql.SQL("NOTIFY {}").format(sql.Identifier(channel))
+        self.interval = interval
         self._due = threading.Event()
         self._closing = False
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.failures = 0
+        self.sent = 0  # NOTIFYs sent
 
     def committed(self) -> None:
-        """A write committed: notify soon (without waiting for it)."""
-        with self._lock:
-            if self._closing:
-                return
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="threadbox-notify", daemon=True
-                )
-                self._thread.start()
+        """A write committed: notify soon (without waiting for it). A NOTIFY already due, not
+        yet sent, covers this commit too: it is sent after the flag is cleared, which is after
+        this check."""
+        if self._due.is_set():
+            return
+        if self._thread is None:
+            with self._lock:
+                if self._closing:
+                    return
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="threadbox-notify", daemon=True
+                    )
+                    self._thread.start()
         self._due.set()
 
     def _run(self) -> None:
         conn: psycopg.Connection[Any] | None = None
+        last = -self.interval
         try:
             while True:
                 self._due.wait()
+                pause = last + self.interval - time.monotonic()
+                if pause > 0 and not self._closing:
+                    time.sleep(pause)  # the commits of the pause share this NOTIFY
                 self._due.clear()
                 conn = self._notify(conn)  # at close too: a commit may have set it just before
+                last = time.monotonic()
                 if self._closing:
                     return
         finally:
@@ -83,6 +104,7 @@ class CommitNotifier:
             if conn is None or conn.closed:
                 conn = psycopg.connect(self.conninfo, autocommit=True)
             conn.execute(self.statement)
+            self.sent += 1
             return conn
         except psycopg.Error:
             # Followers still poll: they learn of the commit within their fallback interval.
