@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
@@ -25,12 +26,14 @@ from eventsourcing.popo import POPOApplicationRecorder
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from eventsourcing.utils import retry
+from psycopg import Cursor
+from psycopg.rows import TupleRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier
-from psycopg.types.numeric import Int8
 from threadbox.application.ports import IdsTaken
 from threadbox.domain.claims import Claim, ClaimKey, claims
 
 from .codec import decode_event
+from .pg_columns import Byteas, Int8s, Texts, Uuids, register_columns
 from .pg_wakeup import QuietRecorder
 
 TABLE = "threadbox_ids"
@@ -329,16 +332,24 @@ class ClaimingPostgresRecorder(PostgresClaims, QuietRecorder):
         )
         # The outer SELECT reads the events' CTE, so PostgreSQL runs it first; the claims' CTE
         # runs to completion before the statement ends. Ids come back in the order of the rows.
-        self.one_statement_insert = SQL(
-            "WITH written AS ("
-            "INSERT INTO {events} (originator_id, originator_version, topic, state) "
-            "SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) "
-            "RETURNING notification_id), "
-            "claimed AS ("
-            "INSERT INTO {claims} (originator_id, kind, id, version) "
-            "SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::bigint[])) "
-            "SELECT notification_id FROM written ORDER BY notification_id"
-        ).format(events=events, claims=self._claims_table()).as_bytes()
+        self.one_statement_insert = (
+            SQL(
+                "WITH written AS ("
+                "INSERT INTO {events} (originator_id, originator_version, topic, state) "
+                "SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) "
+                "RETURNING notification_id), "
+                "claimed AS ("
+                "INSERT INTO {claims} (originator_id, kind, id, version) "
+                "SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::bigint[])) "
+                "SELECT notification_id FROM written ORDER BY notification_id"
+            )
+            .format(events=events, claims=self._claims_table())
+            .as_bytes()
+        )
+        # One cursor per pooled connection, kept: a new one would look up its dumpers anew.
+        self._cursors: weakref.WeakKeyDictionary[Any, Cursor[TupleRow]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
@@ -353,18 +364,22 @@ class ClaimingPostgresRecorder(PostgresClaims, QuietRecorder):
         if not stored_events and not claims:
             return []
         params = (
-            [_uuid(e.originator_id) for e in stored_events],
-            [Int8(e.originator_version) for e in stored_events],
-            [e.topic for e in stored_events],
-            [e.state for e in stored_events],
-            [sid for sid, _ in claims],
-            [c.key.kind for _, c in claims],
-            [c.key.id for _, c in claims],
-            [Int8(c.version) for _, c in claims],
+            Uuids(_uuid(e.originator_id) for e in stored_events),
+            Int8s(e.originator_version for e in stored_events),
+            Texts(e.topic for e in stored_events),
+            Byteas(e.state for e in stored_events),
+            Uuids(sid for sid, _ in claims),
+            Texts(c.key.kind for _, c in claims),
+            Texts(c.key.id for _, c in claims),
+            Int8s(c.version for _, c in claims),
         )
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+        with self.datastore.get_connection() as conn:
+            curs = self._cursors.get(conn)
+            if curs is None:
+                curs = self._cursors[conn] = conn.cursor(row_factory=tuple_row)
+                register_columns(curs)
             curs.execute(self.one_statement_insert, params, prepare=True)
-            return [row["notification_id"] for row in curs.fetchall()]
+            return [row[0] for row in curs.fetchall()]
 
 
 def _uuid(originator_id: uuid.UUID | str) -> uuid.UUID:

@@ -83,18 +83,19 @@ class CommitNotifier:
 
     def _run(self) -> None:
         conn: psycopg.Connection[Any] | None = None
-        last = -self.interval
         try:
             while True:
-                self._due.wait()
-                pause = last + self.interval - time.monotonic()
-                if pause > 0 and not self._closing:
-                    time.sleep(pause)  # the commits of the pause share this NOTIFY
-                self._due.clear()
-                conn = self._notify(conn)  # at close too: a commit may have set it just before
-                last = time.monotonic()
-                if self._closing:
-                    return
+                self._due.wait()  # quiet: the next commit wakes the thread, and is sent at once
+                while True:
+                    self._due.clear()
+                    conn = self._notify(conn)  # at close too: a commit may have set it before
+                    if self._closing:
+                        return
+                    # Busy: the commits of the next interval share one NOTIFY, and the thread
+                    # wakes by itself (a commit that finds the flag set wakes nothing).
+                    time.sleep(self.interval)
+                    if not self._due.is_set():
+                        break
         finally:
             if conn is not None:
                 conn.close()
