@@ -36,7 +36,7 @@ from pg_recorder_support import (
 )
 from psycopg import sql
 from threadbox.infrastructure.pg_recorder import CommitOrderRecorder, LogPosition
-from threadbox.infrastructure.store import StoreLocation
+from threadbox.infrastructure.store import CLAIMING_RECORDERS, StoreLocation
 
 PARK, PARK_THEN_ABORT = "test:Park", "test:ParkThenAbort"  # topics the test trigger holds
 PARK_LOCK_CLASS = 4242  # first key of the advisory lock the trigger waits on
@@ -48,10 +48,13 @@ def location() -> Iterator[StoreLocation]:
         yield found
 
 
-@pytest.fixture(params=["pipelined insert", "insert function"])
+@pytest.fixture(params=["pipelined insert", "insert function", "store's one statement"])
 def env(request: pytest.FixtureRequest, location: StoreLocation) -> dict[str, str]:
     """Both of eventsourcing's insert paths: its pipelined statements, or its database function
-    (one round trip, POSTGRES_ENABLE_DB_FUNCTIONS)."""
+    (one round trip, POSTGRES_ENABLE_DB_FUNCTIONS); and the store's own recorder, which writes
+    events and ids in one statement on an autocommit connection (ADR 0022)."""
+    if request.param == "store's one statement":
+        return recorder_env(location, CLAIMING_RECORDERS["postgres"])
     settings = recorder_env(location)
     settings["POSTGRES_ENABLE_DB_FUNCTIONS"] = "y" if request.param == "insert function" else "n"
     return settings
