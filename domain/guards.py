@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from typing import cast
 
 from . import errors
 from .thread import Pending, Thread
@@ -56,12 +57,12 @@ def find_pending(state: Thread, pending_id: str, expected_revision: int | None) 
 def require_unique_ids(messages: Sequence[Message]) -> list[str]:
     """The messages' ids: every message has one, and no two the same."""
     ids = [m.id for m in messages]
-    if any(i is None for i in ids):
+    if None in ids:
         raise errors.InvalidInput("every message needs an id before a decision", "messages.id")
-    repeated = [i for i, n in Counter(ids).items() if n > 1]
-    if repeated:
+    if len(set(ids)) < len(ids):  # counted only when some id repeats (every command checks)
+        repeated = [i for i, n in Counter(ids).items() if n > 1]
         raise errors.InvalidInput(f"duplicate message ids in one call: {repeated}", "messages.id")
-    return [i for i in ids if i is not None]
+    return cast(list[str], ids)
 
 
 def check_mode_shape(mode: DeliveryMode) -> None:

@@ -41,13 +41,24 @@ class PrometheusMetrics:
             buckets=SECONDS_BUCKETS,
             registry=self.registry,
         )
+        self._children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
         self._readings = Readings()
         self.registry.register(self._readings)
 
     def command_done(self, command: str, outcome: str, seconds: float) -> None:
         """Count the command under its outcome and observe its duration."""
-        self._commands.labels(command=command, outcome=outcome).inc()
-        self._seconds.labels(command=command).observe(seconds)
+        found = self._children.get((command, outcome))
+        if found is None:  # the labelled series, looked up once (every command reports here)
+            found = self._children.setdefault(
+                (command, outcome),
+                (
+                    self._commands.labels(command=command, outcome=outcome),
+                    self._seconds.labels(command=command),
+                ),
+            )
+        count, duration = found
+        count.inc()
+        duration.observe(seconds)
 
     def watch(self, mailbox: Mailbox) -> None:
         """Read the mailbox's conflict and snapshot counters and its views' lag at each scrape."""
