@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Any
 
 import psycopg
@@ -55,9 +54,10 @@ class CommitNotifier:
 
     def __init__(self, conninfo: str, channel: str, interval: float = NOTIFY_INTERVAL) -> None:
         self.conninfo = conninfo
-        self.statement = sql.SQL("NOTIFY {}").format(sql.Identifier(channel))
+        self.statement = sql.SQL("NOTIFY {}").format(sql.Identifier(channel)).as_bytes()
         self.interval = interval
         self._due = threading.Event()
+        self._stop = threading.Event()  # set by close: ends a pause early
         self._closing = False
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -86,16 +86,17 @@ class CommitNotifier:
         try:
             while True:
                 self._due.wait()  # quiet: the next commit wakes the thread, and is sent at once
-                while True:
+                # Busy: the commits of each interval share the next NOTIFY, and the thread wakes
+                # by itself (a commit that finds the flag set wakes nothing). A commit made
+                # while a NOTIFY is on its way sets the flag again: it gets the next one, at
+                # close too.
+                while self._due.is_set():
                     self._due.clear()
-                    conn = self._notify(conn)  # at close too: a commit may have set it before
-                    if self._closing:
-                        return
-                    # Busy: the commits of the next interval share one NOTIFY, and the thread
-                    # wakes by itself (a commit that finds the flag set wakes nothing).
-                    time.sleep(self.interval)
-                    if not self._due.is_set():
-                        break
+                    conn = self._notify(conn)
+                    if not self._closing:
+                        self._stop.wait(self.interval)
+                if self._closing:
+                    return
         finally:
             if conn is not None:
                 conn.close()
@@ -120,6 +121,7 @@ class CommitNotifier:
         with self._lock:
             self._closing = True
             thread = self._thread
+        self._stop.set()
         self._due.set()
         if thread is not None:
             thread.join(timeout)
