@@ -43,6 +43,16 @@ def message() -> Message:
     return Message.user(TEXT)
 
 
+def library_insert(recorder: Any) -> Any:
+    """eventsourcing's own ``insert_events`` of the store's recorder class, bound to it: the
+    baseline stays the library's insert (its pipelined transaction on PostgreSQL) although the
+    store's recorder writes in one statement of its own (ADR 0024)."""
+    for cls in type(recorder).__mro__:
+        if cls.__module__.startswith("eventsourcing.") and "insert_events" in vars(cls):
+            return vars(cls)["insert_events"].__get__(recorder)
+    raise TypeError(f"{type(recorder).__name__} has no eventsourcing insert_events")
+
+
 def bare_saves(mailbox: Mailbox, n: int, *, one_stream: bool) -> Timings:
     """(a) eventsourcing's own insert of one ~300-byte event: the baseline."""
     name = "bare save, one stream" if one_stream else "bare save, new stream each"
@@ -50,6 +60,7 @@ def bare_saves(mailbox: Mailbox, n: int, *, one_stream: bool) -> Timings:
     state = os.urandom(150).hex().encode()  # 300 bytes, like a one-message delivery
     stream = uuid.uuid4()
     recorder = mailbox.store.events  # type: ignore[attr-defined]
+    insert = library_insert(recorder)
     for version in range(1, n + 1):
         event = StoredEvent(
             originator_id=stream if one_stream else uuid.uuid4(),
@@ -57,7 +68,7 @@ def bare_saves(mailbox: Mailbox, n: int, *, one_stream: bool) -> Timings:
             topic="bench:Event",
             state=state,
         )
-        timings.time(recorder.insert_events, [event])
+        timings.time(insert, [event])
     return timings
 
 

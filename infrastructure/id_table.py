@@ -311,7 +311,7 @@ class PostgresClaims(PostgresApplicationRecorder):
 
 class ClaimingPostgresRecorder(PostgresClaims, QuietRecorder):
     """The store's PostgreSQL recorder: ``QuietRecorder`` (commit order without the table lock,
-    ``NOTIFY`` after commit, ADR 0009) with the id table, writing in one statement (ADR 0022).
+    ``NOTIFY`` after commit, ADR 0009) with the id table, writing in one statement (ADR 0024).
 
     ``insert_events`` sends the events and their claims as one prepared statement on an
     autocommit connection: a data-modifying ``WITH`` whose two ``INSERT``s read ``unnest`` of

@@ -1,4 +1,4 @@
-"""Whole columns as PostgreSQL array parameters, dumped in one step (ADR 0022).
+"""Whole columns as PostgreSQL array parameters, dumped in one step (ADR 0024).
 
 psycopg dumps a Python list by looking at its items to choose an array type and a dumper for
 each item: on the store's insert, with eight lists of one or two items, that search cost more
@@ -57,6 +57,7 @@ class Uuids(Column):
     element_oid, array_oid, kinds = 2950, 2951, (uuid.UUID,)
 
     def encoded(self, value: uuid.UUID, encoding: str) -> bytes:
+        """The 16 bytes of the uuid."""
         return value.bytes
 
 
@@ -66,6 +67,7 @@ class Int8s(Column):
     element_oid, array_oid, kinds = 20, 1016, (int,)
 
     def encoded(self, value: int, encoding: str) -> bytes:
+        """8 bytes, big-endian, signed."""
         try:
             return _INT8.pack(value)
         except struct.error:
@@ -78,6 +80,7 @@ class Texts(Column):
     element_oid, array_oid, kinds = 25, 1009, (str,)
 
     def encoded(self, value: str, encoding: str) -> bytes:
+        """The text in the connection's encoding."""
         return value.encode(encoding)
 
 
@@ -87,6 +90,7 @@ class Byteas(Column):
     element_oid, array_oid, kinds = 17, 1001, (bytes, bytearray, memoryview)
 
     def encoded(self, value: bytes, encoding: str) -> bytes:
+        """The bytes as they are."""
         return bytes(value)
 
 

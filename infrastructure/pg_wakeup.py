@@ -23,7 +23,7 @@ from .pg_recorder import CommitOrderRecorder
 log = logging.getLogger("threadbox.store")
 
 # Seconds between two NOTIFYs of one process at least: under load each NOTIFY (a transaction of
-# the server's, and ~0.2 ms of the writer's CPU) covers the commits of this span, not one or two;
+# the server's, and ~0.05 ms of the writer's CPU) covers the commits of this span, not one or two;
 # a follower hears of a commit at most this much later than it would otherwise. The views'
 # follower lingers 20 ms after a wake-up anyway (ADR 0007).
 NOTIFY_INTERVAL = 0.005

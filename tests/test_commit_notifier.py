@@ -1,4 +1,4 @@
-"""The wake-up after commit (``pg_wakeup.CommitNotifier``, ADR 0009 and 0022): every commit is
+"""The wake-up after commit (``pg_wakeup.CommitNotifier``, ADR 0009 and 0024): every commit is
 followed by a ``NOTIFY`` sent after it, commits close together share one, and a commit after a
 quiet spell wakes the sender by itself. Times here are orderings of events of this process (a
 send begins after a commit), and bounds on counts; no test asserts a speed."""

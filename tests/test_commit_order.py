@@ -52,7 +52,7 @@ def location() -> Iterator[StoreLocation]:
 def env(request: pytest.FixtureRequest, location: StoreLocation) -> dict[str, str]:
     """Both of eventsourcing's insert paths: its pipelined statements, or its database function
     (one round trip, POSTGRES_ENABLE_DB_FUNCTIONS); and the store's own recorder, which writes
-    events and ids in one statement on an autocommit connection (ADR 0022)."""
+    events and ids in one statement on an autocommit connection (ADR 0024)."""
     if request.param == "store's one statement":
         return recorder_env(location, CLAIMING_RECORDERS["postgres"])
     settings = recorder_env(location)

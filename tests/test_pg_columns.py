@@ -1,4 +1,4 @@
-"""Columns bound as binary arrays (``infrastructure/pg_columns.py``, ADR 0022): PostgreSQL reads
+"""Columns bound as binary arrays (``infrastructure/pg_columns.py``, ADR 0024): PostgreSQL reads
 back exactly the values sent, for any values of each type, empty columns included; a value of
 another type is refused before anything is sent."""
 

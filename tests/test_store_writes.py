@@ -1,4 +1,4 @@
-"""The store's one write (ADR 0022): a write's events and its id rows commit together or not at
+"""The store's one write (ADR 0024): a write's events and its id rows commit together or not at
 all, on every backend. On PostgreSQL the write is one statement on an autocommit connection, so
 these check what its transaction used to guarantee: a version taken writes none of the write's
 ids, an id taken writes none of its events, concurrent writers of one thread each win or lose
