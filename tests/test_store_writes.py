@@ -11,6 +11,7 @@ events it sent, never from the store's own account of the write.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -26,6 +27,7 @@ from threadbox.infrastructure.codec import stream_id
 from threadbox.infrastructure.id_table import TABLE
 from threadbox.infrastructure.store import RecorderStore, StoreLocation
 
+WAIT = 120.0  # seconds a wait may last (liveness, not speed)
 WRITERS = 4
 ROUNDS = 25
 
@@ -47,6 +49,16 @@ def delivered(thread_id: str, version: int, *ids: str) -> MessagesDelivered:
             for i in ids
         ],
     )
+
+
+def settled(store: RecorderStore) -> RecorderStore:
+    """``store`` once every committed event is readable in commit order: on PostgreSQL any other
+    transaction of the server (another suite's) holds the readable bound down while it runs."""
+    deadline = time.monotonic() + WAIT
+    while store.last_position() != store.committed_head():
+        assert time.monotonic() < deadline, "the committed events never became readable"
+        time.sleep(0.01)
+    return store
 
 
 def keys(*ids: str) -> list[ClaimKey]:
@@ -91,7 +103,7 @@ def test_a_write_across_threads_commits_whole_and_its_positions_follow_its_event
     store.append([delivered("t", 1, "a")])
     written = [delivered("u", 1, "x"), delivered("t", 2, "b"), delivered("u", 2, "y")]
     store.append(written)
-    log = [n.event for n in store.read(after="", limit=100)]
+    log = [n.event for n in settled(store).read(after="", limit=100)]
     assert [(e.thread_id, e.version) for e in log] == [("t", 1)] + [
         (e.thread_id, e.version) for e in written
     ]
