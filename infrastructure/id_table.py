@@ -33,7 +33,7 @@ from threadbox.application.ports import IdsTaken
 from threadbox.domain.claims import Claim, ClaimKey, claims
 
 from .codec import decode_event
-from .pg_columns import Byteas, Int8s, Texts, Uuids, register_columns
+from .pg_columns import Byteas, Column, Int8s, Texts, Uuids, register_columns
 from .pg_wakeup import QuietRecorder
 
 TABLE = "threadbox_ids"
@@ -327,29 +327,62 @@ class ClaimingPostgresRecorder(PostgresClaims, QuietRecorder):
         self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"
     ) -> None:
         super().__init__(datastore, events_table_name=events_table_name)
-        events = SQL("{}.{}").format(
-            Identifier(self.datastore.schema), Identifier(self.events_table_name)
-        )
-        # The outer SELECT reads the events' CTE, so PostgreSQL runs it first; the claims' CTE
-        # runs to completion before the statement ends. Ids come back in the order of the rows.
-        self.one_statement_insert = (
-            SQL(
-                "WITH written AS ("
-                "INSERT INTO {events} (originator_id, originator_version, topic, state) "
-                "SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) "
-                "RETURNING notification_id), "
-                "claimed AS ("
-                "INSERT INTO {claims} (originator_id, kind, id, version) "
-                "SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::bigint[])) "
-                "SELECT notification_id FROM written ORDER BY notification_id"
-            )
-            .format(events=events, claims=self._claims_table())
-            .as_bytes()
-        )
+        self._statements: dict[Any, bytes] = {}  # by variant (see ``_variant``)
         # One cursor per pooled connection, kept: a new one would look up its dumpers anew.
         self._cursors: weakref.WeakKeyDictionary[Any, Cursor[TupleRow]] = (
             weakref.WeakKeyDictionary()
         )
+
+    def _ctes(self, variant: Any) -> list[Composed]:
+        """The data-modifying ``WITH`` queries of the statement, in the order of their
+        parameters; the first, ``written``, inserts the events (a subclass adds its own)."""
+        events = SQL("{}.{}").format(
+            Identifier(self.datastore.schema), Identifier(self.events_table_name)
+        )
+        return [
+            SQL(
+                "written AS (INSERT INTO {} (originator_id, originator_version, topic, state) "
+                "SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) "
+                "RETURNING notification_id)"
+            ).format(events),
+            SQL(
+                "claimed AS (INSERT INTO {} (originator_id, kind, id, version) "
+                "SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::bigint[]))"
+            ).format(self._claims_table()),
+        ]
+
+    def _params(
+        self,
+        stored_events: Sequence[StoredEvent],
+        claims: Sequence[tuple[uuid.UUID, Claim]],
+        **kwargs: Any,
+    ) -> list[Column]:
+        """The parameters of ``_ctes``, in their order."""
+        return [
+            Uuids(_uuid(e.originator_id) for e in stored_events),
+            Int8s(e.originator_version for e in stored_events),
+            Texts(e.topic for e in stored_events),
+            Byteas(e.state for e in stored_events),
+            Uuids(sid for sid, _ in claims),
+            Texts(c.key.kind for _, c in claims),
+            Texts(c.key.id for _, c in claims),
+            Int8s(c.version for _, c in claims),
+        ]
+
+    def _variant(self, **kwargs: Any) -> Any:
+        """Which statement a write with these keywords sends (one prepared statement each)."""
+        return None
+
+    def one_statement_insert(self, variant: Any = None) -> bytes:
+        """The statement ``insert_events`` sends: the ``WITH`` queries, then the events' ids.
+        The outer ``SELECT`` reads ``written``, so PostgreSQL runs it first; every other one runs
+        to completion before the statement ends."""
+        found = self._statements.get(variant)
+        if found is None:
+            statement = SQL("WITH {} SELECT notification_id FROM written ORDER BY notification_id")
+            found = statement.format(SQL(", ").join(self._ctes(variant))).as_bytes()
+            self._statements[variant] = found
+        return found
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
@@ -363,22 +396,14 @@ class ClaimingPostgresRecorder(PostgresClaims, QuietRecorder):
         notification ids, in the order of ``stored_events``."""
         if not stored_events and not claims:
             return []
-        params = (
-            Uuids(_uuid(e.originator_id) for e in stored_events),
-            Int8s(e.originator_version for e in stored_events),
-            Texts(e.topic for e in stored_events),
-            Byteas(e.state for e in stored_events),
-            Uuids(sid for sid, _ in claims),
-            Texts(c.key.kind for _, c in claims),
-            Texts(c.key.id for _, c in claims),
-            Int8s(c.version for _, c in claims),
-        )
+        params = self._params(stored_events, claims, **kwargs)
+        statement = self.one_statement_insert(self._variant(**kwargs))
         with self.datastore.get_connection() as conn:
             curs = self._cursors.get(conn)
             if curs is None:
                 curs = self._cursors[conn] = conn.cursor(row_factory=tuple_row)
                 register_columns(curs)
-            curs.execute(self.one_statement_insert, params, prepare=True)
+            curs.execute(statement, params, prepare=True)
             return [row[0] for row in curs.fetchall()]
 
 

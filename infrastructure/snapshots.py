@@ -22,6 +22,7 @@ from eventsourcing.popo import POPOAggregateRecorder
 from psycopg.sql import SQL, Composed, Identifier
 
 from .id_table import ClaimingPOPORecorder, ClaimingPostgresRecorder, ClaimingSQLiteRecorder
+from .pg_columns import Byteas, Column, Int8s, Texts, Uuids
 
 SNAPSHOTS_TABLE = "stored_snapshots"  # eventsourcing's name for the "snapshots" recorder's table
 
@@ -97,11 +98,59 @@ def write_postgres_snapshot(cursor: Any, schema: str, table: str, snapshot: Stor
 
 
 class SnapshottingPostgresRecorder(ClaimingPostgresRecorder):
-    """The store's PostgreSQL recorder: the snapshot goes through the library's
-    ``_insert_events`` hook, after the claims, in the pipeline and transaction of the events.
-    A write that fails (a version taken, an id taken) leaves no snapshot either."""
+    """The store's PostgreSQL recorder: the snapshot is written in the one statement of the
+    events and their claims (ADR 0024): two more ``WITH`` queries, the delete of the thread's
+    older snapshots and the upsert of this one (a write without a snapshot sends the statement
+    without them). A write that fails (a version taken, an id taken) leaves no snapshot either.
+    Over the library's own insert paths it goes through the ``_insert_events`` hook instead, in
+    the pipeline and transaction of the events."""
 
     snapshots_table = SNAPSHOTS_TABLE  # the store sets its snapshot recorder's table
+
+    def _variant(self, *, snapshot: StoredEvent | None = None, **kwargs: Any) -> Any:
+        # Writes without a snapshot never name its table (a recorder may be used without one).
+        return None if snapshot is None else self.snapshots_table
+
+    def _ctes(self, variant: Any) -> list[Composed]:
+        if variant is None:
+            return super()._ctes(variant)
+        name = SQL("{}.{}").format(Identifier(self.datastore.schema), Identifier(variant))
+        return [
+            *super()._ctes(variant),
+            SQL(
+                "pruned AS (DELETE FROM {} AS s USING unnest(%b::uuid[], %b::bigint[]) "
+                "AS n(originator_id, originator_version) WHERE s.originator_id = n.originator_id "
+                "AND s.originator_version < n.originator_version)"
+            ).format(name),
+            SQL(
+                "snapshotted AS (INSERT INTO {} (originator_id, originator_version, topic, state) "
+                "SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) "
+                "ON CONFLICT (originator_id, originator_version) "
+                "DO UPDATE SET topic = EXCLUDED.topic, state = EXCLUDED.state)"
+            ).format(name),
+        ]
+
+    def _params(
+        self,
+        stored_events: Any,
+        claims: Any,
+        *,
+        snapshot: StoredEvent | None = None,
+        **kwargs: Any,
+    ) -> list[Column]:
+        found = super()._params(stored_events, claims, **kwargs)
+        if snapshot is None:
+            return found
+        sid = _stream(snapshot)
+        return [
+            *found,
+            Uuids([sid]),
+            Int8s([snapshot.originator_version]),
+            Uuids([sid]),
+            Int8s([snapshot.originator_version]),
+            Texts([snapshot.topic]),
+            Byteas([snapshot.state]),
+        ]
 
     def _insert_events(
         self,

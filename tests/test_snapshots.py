@@ -27,6 +27,8 @@ from threadbox.domain.thread import Thread, fold
 from threadbox.errors import CorruptHistory
 from threadbox.infrastructure import codec
 from threadbox.infrastructure.codec import encode_event, stream_id
+from threadbox.infrastructure.pg_columns import Texts
+from threadbox.infrastructure.snapshots import SnapshottingPostgresRecorder
 
 T = "thread-snap"
 EVERY = 5
@@ -153,6 +155,17 @@ def test_a_snapshot_that_cannot_be_written_does_not_fail_the_command(
         else:  # the whole transaction fails: the events are written again, without it
             for name in ("write_sqlite_snapshot", "write_postgres_snapshot"):
                 monkeypatch.setattr(f"threadbox.infrastructure.snapshots.{name}", failing_statement)
+            # PostgreSQL writes the snapshot in the events' one statement (ADR 0024): a topic
+            # the database refuses (text cannot hold NUL) fails that statement whole.
+            params = SnapshottingPostgresRecorder._params
+
+            def refused(self: Any, *args: Any, snapshot: Any = None, **kwargs: Any) -> Any:
+                found = params(self, *args, snapshot=snapshot, **kwargs)
+                if snapshot is not None:
+                    found[-2] = Texts(["a topic with a NUL \x00"])
+                return found
+
+            monkeypatch.setattr(SnapshottingPostgresRecorder, "_params", refused)
         for n in range(12):  # past two multiples of the interval
             deliver(mailbox, n)
         assert [e.pending_id for e in mailbox.pending(T)] == [f"{T}/m{n}" for n in range(12)]
@@ -183,6 +196,18 @@ with threadbox.open(url, settings=settings) as mailbox:
 
     for name in ("write_sqlite_snapshot", "write_postgres_snapshot"):
         setattr(snapshots, name, killing(getattr(snapshots, name)))
+
+    # PostgreSQL: the snapshot is in the events' one statement, which is the transaction
+    # (ADR 0024): no moment lies between them; the latest is once its columns are made.
+    params = snapshots.SnapshottingPostgresRecorder._params
+
+    def params_then_killed(self, *args, snapshot=None, **kwargs):
+        found = params(self, *args, snapshot=snapshot, **kwargs)
+        if snapshot is not None:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return found
+
+    snapshots.SnapshottingPostgresRecorder._params = params_then_killed
     mailbox.deliver(thread_id, [Message.user("m3", id="m3")])  # 4 -> 5: carries a snapshot
 """
 
