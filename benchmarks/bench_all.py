@@ -181,7 +181,11 @@ def table_rows(found: dict[str, Any]) -> list[list[Any]]:
     """The final table: one row per ratio (a store kind each where it has two)."""
     rates, served = found["inserts"], found["http"]
     rows: list[list[Any]] = [
-        ["(1) 4-proc threadbox / 4-proc raw insert", rates["threadbox_4"] / rates["raw_4"], ">= 0.6"],
+        [
+            "(1) 4-proc threadbox / 4-proc raw insert",
+            rates["threadbox_4"] / rates["raw_4"],
+            ">= 0.6",
+        ],
         ["(2) 4-proc / 1-proc threadbox", rates["threadbox_4"] / rates["threadbox_1"], ">= 2.0"],
     ]
     if found["cold"] is None:
