@@ -136,15 +136,19 @@ def failing_statement(cursor: Any, *args: Any) -> None:
     cursor.execute("INSERT INTO no_such_table VALUES (1)")
 
 
-@pytest.mark.parametrize("fault", ["unencodable", "refused by the database"])
+@pytest.mark.parametrize(
+    ("backend", "fault"),
+    [
+        *((backend, "unencodable") for backend in ("memory", "sqlite", "postgres")),
+        *((backend, "refused by the database") for backend in ("sqlite", "postgres")),
+    ],
+)
 def test_a_snapshot_that_cannot_be_written_does_not_fail_the_command(
     store_url: str,
     fault: str,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    if fault == "refused by the database" and store_url == "memory://":
-        pytest.skip("memory has no database")
     with threadbox.open(store_url, settings=EVERY_5) as mailbox:
         if fault == "unencodable":
 
