@@ -14,7 +14,7 @@ import random
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import TypeVar
 
@@ -207,35 +207,32 @@ class ThreadRepository:
     def _learn_run_end(self, state: Thread, run_id: str, started_at: int) -> None:
         """Learn which run interrupted ``run_id``, if one did: read from its start until its
         end, a page at a time (``RunInterrupted`` needs it; a snapshot leaves it out)."""
-        after = started_at - 1
+        for event in self._events_from(state, started_at):
+            ended = claims.run_end(run_id, event)
+            if ended is not None:
+                if ended[0] is not None:
+                    state.interrupted_by[run_id] = ended[0]
+                return
+
+    def _events_from(self, state: Thread, version: int) -> Iterator[AnyThreadEvent]:
+        """The thread's events from ``version`` through the state's, read a page
+        (``USAGE_PAGE``) at a time as the caller goes on."""
+        after = version - 1
         while after < state.version:
             page = self.store.load(
                 state.thread_id, after=after, upto=state.version, limit=USAGE_PAGE
             )
             if not page:
                 return
-            for event in page:
-                ended = claims.run_end(run_id, event)
-                if ended is not None:
-                    if ended[0] is not None:
-                        state.interrupted_by[run_id] = ended[0]
-                    return
+            yield from page
             after = page[-1].version
 
     def _usage(self, state: Thread, message_id: str, claimed_at: int) -> Usage:
         """A message id's usage at the state's version: folded from the event that claimed it
         through the later ones, a page at a time, until it settles."""
         usage: Usage = ("unused", None)
-        after = claimed_at - 1
-        while after < state.version:
-            page = self.store.load(
-                state.thread_id, after=after, upto=state.version, limit=USAGE_PAGE
-            )
-            if not page:
-                break
-            for event in page:
-                usage = claims.usage_after(message_id, usage, event)
-            after = page[-1].version
+        for event in self._events_from(state, claimed_at):
+            usage = claims.usage_after(message_id, usage, event)
             if claims.settled(usage):
                 break
         return usage
