@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import struct
 import uuid
+from abc import ABCMeta, abstractmethod
 from typing import Any
 
 import psycopg
@@ -28,16 +29,16 @@ _LENGTH = struct.Struct("!i")
 _INT8 = struct.Struct("!q")
 
 
-class Column(list[Any]):
+class Column(list[Any], metaclass=ABCMeta):
     """The values of one column, to bind as one array parameter (a subclass names its type)."""
 
     element_oid = 0  # PostgreSQL's oid of the element type
     array_oid = 0  # and of its array type
     kinds: tuple[type, ...] = ()  # the Python types of its values
 
+    @abstractmethod
     def encoded(self, value: Any, encoding: str) -> bytes:
         """``value`` in the element type's binary format."""
-        raise NotImplementedError
 
     def items(self, encoding: str) -> list[bytes]:
         """Each value in the element type's binary format; ``psycopg.DataError`` for a value
@@ -110,7 +111,6 @@ class ColumnDumper(Dumper):
     """Dumps a ``Column`` subclass as its array type, binary."""
 
     format = pq.Format.BINARY
-    column: type[Column] = Column
 
     def __init__(self, cls: type, context: AdaptContext | None = None) -> None:
         super().__init__(cls, context)
