@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import threadbox
-from threadbox import Mailbox, Message
+from long_thread_support import long_thread
+from threadbox import Mailbox
 
 TICK = 0.001
 
@@ -95,13 +95,4 @@ async def probe(work: Callable[[], Awaitable[Any]]) -> Lag:
 def write_behind(target: Mailbox, thread_id: str, runs: int) -> int:
     """``runs`` runs on ``thread_id`` appended to ``target``'s store as another process's
     writes would be: straight into the log, the views not caught up (1 + 5 * runs events)."""
-    with threadbox.open("memory://") as source:
-        for i in range(runs):
-            run = f"r{i}"
-            source.submit(thread_id, [Message.user(f"question {i}", id=f"u{i}")], None, run)
-            source.commit_output(thread_id, run, [Message.assistant(f"answer {i}", id=f"a{i}")])
-            source.finish_run(thread_id, run)
-        archived = source.store.archived(thread_id)  # type: ignore[attr-defined]
-    for start in range(0, len(archived), 1000):
-        target.store.append_archived(archived[start : start + 1000])  # type: ignore[attr-defined]
-    return len(archived)
+    return long_thread(target, thread_id, runs, catch_up=False)

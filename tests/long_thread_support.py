@@ -9,9 +9,12 @@ from threadbox import Mailbox, Message
 CYCLE = 5  # events of one run: delivered, started, frozen, output, finished
 
 
-def long_thread(target: Mailbox, thread_id: str, runs: int, text: str = "x" * 40) -> int:
+def long_thread(
+    target: Mailbox, thread_id: str, runs: int, text: str = "x" * 40, *, catch_up: bool = True
+) -> int:
     """``runs`` runs of one user message and one answer each on ``thread_id`` in ``target``
-    (1 + 5 * runs events); returns the thread's version."""
+    (1 + 5 * runs events); returns the thread's version. ``catch_up=False`` leaves the views
+    behind, as another process's writes would."""
     with threadbox.open("memory://") as source:
         for i in range(runs):
             run = f"r{i}"
@@ -21,5 +24,6 @@ def long_thread(target: Mailbox, thread_id: str, runs: int, text: str = "x" * 40
         archived = source.store.archived(thread_id)  # type: ignore[attr-defined]
     for start in range(0, len(archived), 1000):
         target.store.append_archived(archived[start : start + 1000])  # type: ignore[attr-defined]
-    target.views.catch_up()
+    if catch_up:
+        target.views.catch_up()
     return len(archived)
