@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 import threadbox
-import uvicorn
 from fastapi.testclient import TestClient
+from live_server import free_port, live_server
 from threadbox import Mailbox, Message
 from threadbox.infrastructure.http import StreamSettings, create_app
 
@@ -58,41 +56,6 @@ def take(events: Iterator[Sse], count: int) -> list[Sse]:
     return [next(events) for _ in range(count)]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class InThreadServer:
-    def __init__(self, mailbox: Mailbox, settings: StreamSettings) -> None:
-        self.port = free_port()
-        config = uvicorn.Config(
-            create_app(mailbox, stream_settings=settings),
-            host="127.0.0.1",
-            port=self.port,
-            log_level="warning",
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> InThreadServer:
-        self.thread.start()
-        deadline = time.monotonic() + DEADLINE
-        while not self.server.started:
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(DEADLINE)
-
-
 @pytest.fixture
 def mailbox() -> Iterator[Mailbox]:
     with threadbox.open("memory://") as mb:
@@ -100,17 +63,19 @@ def mailbox() -> Iterator[Mailbox]:
 
 
 @pytest.fixture
-def server(mailbox: Mailbox) -> Iterator[InThreadServer]:
-    with InThreadServer(mailbox, StreamSettings(poll_interval=0.05, heartbeat=0.2)) as running:
-        yield running
+def server(mailbox: Mailbox) -> Iterator[str]:
+    """The base URL of a live server of ``mailbox`` with fast polls and heartbeats."""
+    settings = StreamSettings(poll_interval=0.05, heartbeat=0.2)
+    with live_server(create_app(mailbox, stream_settings=settings)) as url:
+        yield url
 
 
-def stream_url(server: InThreadServer, thread: str = "t1") -> str:
-    return f"{server.url}/v1/threads/{thread}/events/stream"
+def stream_url(server: str, thread: str = "t1") -> str:
+    return f"{server}/v1/threads/{thread}/events/stream"
 
 
 def test_the_stream_sends_every_event_with_its_version_and_type_then_live_ones(
-    mailbox: Mailbox, server: InThreadServer
+    mailbox: Mailbox, server: str
 ) -> None:
     mailbox.deliver("t1", [Message.user("a", id="m1")])
     with httpx.stream("GET", stream_url(server), timeout=DEADLINE) as response:
@@ -127,9 +92,7 @@ def test_the_stream_sends_every_event_with_its_version_and_type_then_live_ones(
     assert '"version":4' in live[1].data[0]
 
 
-def test_last_event_id_resumes_exactly_after_that_version(
-    mailbox: Mailbox, server: InThreadServer
-) -> None:
+def test_last_event_id_resumes_exactly_after_that_version(mailbox: Mailbox, server: str) -> None:
     for n in range(4):
         mailbox.deliver("t1", [Message.user(str(n), id=f"m{n}")])
     headers = {"Last-Event-ID": "3"}
@@ -140,7 +103,7 @@ def test_last_event_id_resumes_exactly_after_that_version(
         assert take(sse_messages(response), 1)[0].id == "2"
 
 
-def test_a_quiet_stream_stays_alive_with_comments(mailbox: Mailbox, server: InThreadServer) -> None:
+def test_a_quiet_stream_stays_alive_with_comments(mailbox: Mailbox, server: str) -> None:
     mailbox.deliver("t1", [Message.user("a")])
     comments: list[str] = []
     with httpx.stream("GET", stream_url(server), timeout=DEADLINE) as response:
@@ -262,7 +225,7 @@ def test_a_stream_wakes_on_the_followers_news_not_its_own_slow_poll(store_url: s
         serving.views.start_following()
         slow = StreamSettings(poll_interval=60.0, heartbeat=60.0)
         with (
-            InThreadServer(serving, slow) as running,
+            live_server(create_app(serving, stream_settings=slow)) as running,
             httpx.stream("GET", stream_url(running), timeout=DEADLINE) as response,
         ):
             events = sse_messages(response)
@@ -276,11 +239,9 @@ def test_a_stream_wakes_on_the_followers_news_not_its_own_slow_poll(store_url: s
     assert waited < DEADLINE  # the 60 s poll could not have delivered them
 
 
-def test_a_disconnected_client_releases_its_stream(
-    mailbox: Mailbox, server: InThreadServer
-) -> None:
+def test_a_disconnected_client_releases_its_stream(mailbox: Mailbox, server: str) -> None:
     mailbox.deliver("t1", [Message.user("a", id="m1")])
-    health = f"{server.url}/healthz"
+    health = f"{server}/healthz"
     with httpx.stream("GET", stream_url(server), timeout=DEADLINE) as response:
         events = sse_messages(response)  # kept: a dropped reader would close the connection
         take(events, 2)
