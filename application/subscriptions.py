@@ -42,13 +42,14 @@ class LogItem(BaseModel):
     event: RecordedEvent
 
 
-def _timeout(value: object, what: str, *, none: bool) -> float:
-    """A timeout in seconds (``None`` for never, where ``none`` allows it, as ``inf``)."""
-    if value is None and none:
+def _timeout(value: object) -> float:
+    """A timeout in seconds (``None``, never, as ``inf``)."""
+    if value is None:
         return math.inf
     if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        allowed = "a number of seconds >= 0" + (" or None" if none else "")
-        raise errors.InvalidInput(f"{what} must be {allowed}, got {value!r}", what)
+        raise errors.InvalidInput(
+            f"timeout must be a number of seconds >= 0 or None, got {value!r}", "timeout"
+        )
     return float(value)
 
 
@@ -101,7 +102,7 @@ class Subscriptions:
         """Every event committed after ``after``, each once, in commit order (see Mailbox)."""
         position = self.check_position(after)
         remaining = _limit(limit)
-        wait = _timeout(timeout, "timeout", none=True)
+        wait = _timeout(timeout)
         return self._follow(position, remaining, wait)
 
     def _follow(self, position: Position, remaining: int | None, wait: float) -> Iterator[LogItem]:
@@ -155,7 +156,7 @@ class Subscriptions:
             raise errors.InvalidInput(
                 f"after_version must be an integer >= 0, got {after_version!r}", "after_version"
             )
-        wait = _timeout(timeout, "timeout", none=True)
+        wait = _timeout(timeout)
         return self._watch(thread_id, after_version, wait)
 
     def _watch(
@@ -200,7 +201,7 @@ class Subscriptions:
         thread_id = inputs.identifier(thread_id, "thread_id")
         at = inputs.boundary(boundary)
         run = None if run_id is None else inputs.identifier(run_id, "run_id")
-        wait = _timeout(timeout, "timeout", none=True)
+        wait = _timeout(timeout)
         deadline = time.monotonic() + wait
         bell = self._doorbell()
         try:
