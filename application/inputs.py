@@ -109,6 +109,15 @@ def guard(value: object, what: str) -> int | None:
     return cast(int, value)
 
 
+def limit(value: object) -> int | None:
+    """A page size: None (no limit), or a whole number >= 1."""
+    if value is None:
+        return None
+    if not is_int(value) or cast(int, value) < 1:
+        raise errors.InvalidInput(f"limit must be a whole number >= 1, not {value!r}", "limit")
+    return cast(int, value)
+
+
 def message(value: Any, what: str, max_bytes: int) -> Message:
     """A valid message that stores exactly as sent, within ``max_bytes`` encoded."""
     message = coerce(Message, value, what)

@@ -69,8 +69,7 @@ class Queries:
         version (its seqs then, hidden as they were then)."""
         if not inputs.is_int(after_seq) or after_seq < 0:
             raise errors.InvalidInput("after_seq must be a whole number >= 0", "after_seq")
-        if limit is not None and (not inputs.is_int(limit) or limit < 1):
-            raise errors.InvalidInput("limit must be a whole number >= 1", "limit")
+        inputs.limit(limit)
         self._read_views(thread_id)
         if at_version is None:  # hidden and internal messages are left out by the query
             return self._views.committed(
@@ -106,7 +105,7 @@ class Queries:
         """The thread's runs in the order they started, after the first ``after`` of them,
         at most ``limit`` (runs are only ever added: a count of runs is a stable cursor)."""
         _check_cursor(after, "after")
-        _check_limit(limit)
+        inputs.limit(limit)
         self._read_views(thread_id)
         return self._views.runs(thread_id, offset=after, limit=limit)
 
@@ -132,7 +131,7 @@ class Queries:
         """The thread's commits into its committed zone after ``after_version``, in version
         order, at most ``limit``."""
         _check_cursor(after_version, "after_version")
-        _check_limit(limit)
+        inputs.limit(limit)
         self._read_views(thread_id)
         return self._views.checkpoints(thread_id, after_version=after_version, limit=limit)
 
@@ -188,7 +187,7 @@ class Queries:
         without ``include_internal``, internal and hidden messages' content is left out."""
         thread_id = inputs.identifier(thread_id, "thread_id")
         _check_cursor(after_version, "after_version")
-        _check_limit(limit)
+        inputs.limit(limit)
         events = self._store.load(thread_id, after=after_version, limit=limit)
         if not events and not self._store.load(thread_id, upto=1):
             raise errors.ThreadNotFound(thread_id)
@@ -278,11 +277,6 @@ class Queries:
 def _check_cursor(value: int, name: str) -> None:
     if not inputs.is_int(value) or value < 0:
         raise errors.InvalidInput(f"{name} must be a whole number >= 0", name)
-
-
-def _check_limit(limit: int | None) -> None:
-    if limit is not None and (not inputs.is_int(limit) or limit < 1):
-        raise errors.InvalidInput("limit must be a whole number >= 1", "limit")
 
 
 def _beyond(thread_id: str, version: int, at_version: int) -> errors.InvalidInput:

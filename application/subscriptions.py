@@ -53,14 +53,6 @@ def _timeout(value: object) -> float:
     return float(value)
 
 
-def _limit(value: object) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise errors.InvalidInput(f"limit must be an integer >= 1 or None, got {value!r}", "limit")
-    return value
-
-
 class Subscriptions:
     """``head``, ``follow``, ``watch`` and ``wait_for_work`` over a store."""
 
@@ -101,7 +93,7 @@ class Subscriptions:
     ) -> Iterator[LogItem]:
         """Every event committed after ``after``, each once, in commit order (see Mailbox)."""
         position = self.check_position(after)
-        remaining = _limit(limit)
+        remaining = inputs.limit(limit)
         wait = _timeout(timeout)
         return self._follow(position, remaining, wait)
 
