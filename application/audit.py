@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import assert_never, cast
 
 from threadbox.domain.claims import ClaimKey, claims
+from threadbox.domain.errors import CorruptHistory
 from threadbox.domain.events import (
     EVENT_TYPES,
     AnyThreadEvent,
@@ -113,7 +114,7 @@ class ThreadChecker:
         problems = _not_decided(self.state, event, self.thread_id)
         try:
             apply_event(self.state, event)
-        except Exception as e:  # a history that does not fold is the finding, not a crash
+        except CorruptHistory as e:  # a history that does not fold is the finding, not a crash
             self.broken = True
             return [*problems, f"does not fold: {e}"]
         problems.extend(self._invariants(event))
