@@ -62,6 +62,12 @@ class Run:
         self._watcher.start()
 
     @property
+    def watcher(self) -> threading.Thread:
+        """The thread that watches for an interrupt of this run (it ends soon after
+        ``close``)."""
+        return self._watcher
+
+    @property
     def interrupted(self) -> bool:
         """Did another writer's interrupt end this run (seen within ~100 ms of its commit)?"""
         return self._interrupted.is_set()

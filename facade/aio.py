@@ -440,7 +440,7 @@ class AsyncMailbox:
         self._in_flight: set[asyncio.Future[Any]] = set()
         self._pumps: set[_Pump[Any]] = set()
         self._waiters: set[threading.Thread] = set()
-        self._runs: list[tuple[SyncRun, set[threading.Thread]]] = []  # with their watches
+        self._runs: list[SyncRun] = []  # close() joins their watches
         self.views = AsyncViews(self)
         """The read models: ``await amb.views.catch_up()``, ``rebuild()``, ``verify()``."""
 
@@ -540,10 +540,10 @@ class AsyncMailbox:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._opening)
         loop = asyncio.get_running_loop()
-        for run, _ in self._runs:  # their watches end by themselves (within 100 ms)
+        for run in self._runs:  # their watches end by themselves (within 100 ms)
             run.close()
-        for thread in [t for _, watchers in self._runs for t in watchers]:
-            await loop.run_in_executor(self._pool, thread.join)
+        for run in self._runs:
+            await loop.run_in_executor(self._pool, run.watcher.join)
         self._runs.clear()
         listener = self._bell.close() if self._bell is not None else None
         for pump in list(self._pumps):
@@ -871,10 +871,8 @@ class AsyncMailbox:
             started = await self._call(start)
         if started is None:
             return None
-        name = f"threadbox-run-{started.id}"  # the thread of its watch: close() joins it
-        watchers = {t for t in threading.enumerate() if t.name == name}
-        self._runs = [(r, w) for r, w in self._runs if any(t.is_alive() for t in w)]
-        self._runs.append((started, watchers))
+        self._runs = [r for r in self._runs if r.watcher.is_alive()]
+        self._runs.append(started)
         return AsyncRun(self, started)
 
 
