@@ -263,6 +263,8 @@ class ProjectedViews:
         domain = DomainFold()
         try:
             expected, _, _ = fold_log(self.store, upto=position, progress=progress, each=domain)
+        except StoreUnavailable:
+            raise  # the log could not be read: nothing is known about it
         except Exception as error:  # the projections cannot fold the log: the finding
             differences.append(f"the log cannot be projected: {type(error).__name__} {error}")
             expected = None
