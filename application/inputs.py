@@ -118,6 +118,17 @@ def limit(value: object) -> int | None:
     return cast(int, value)
 
 
+def timeout(value: object) -> float:
+    """A timeout in seconds: a number >= 0, or None (never) as ``inf``."""
+    if value is None:
+        return math.inf
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise errors.InvalidInput(
+            f"timeout must be a number of seconds >= 0 or None, got {value!r}", "timeout"
+        )
+    return float(value)
+
+
 def message(value: Any, what: str, max_bytes: int) -> Message:
     """A valid message that stores exactly as sent, within ``max_bytes`` encoded."""
     message = coerce(Message, value, what)

@@ -42,17 +42,6 @@ class LogItem(BaseModel):
     event: RecordedEvent
 
 
-def _timeout(value: object) -> float:
-    """A timeout in seconds (``None``, never, as ``inf``)."""
-    if value is None:
-        return math.inf
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise errors.InvalidInput(
-            f"timeout must be a number of seconds >= 0 or None, got {value!r}", "timeout"
-        )
-    return float(value)
-
-
 class Subscriptions:
     """``head``, ``follow``, ``watch`` and ``wait_for_work`` over a store."""
 
@@ -94,7 +83,7 @@ class Subscriptions:
         """Every event committed after ``after``, each once, in commit order (see Mailbox)."""
         position = self.check_position(after)
         remaining = inputs.limit(limit)
-        wait = _timeout(timeout)
+        wait = inputs.timeout(timeout)
         return self._follow(position, remaining, wait)
 
     def _follow(self, position: Position, remaining: int | None, wait: float) -> Iterator[LogItem]:
@@ -148,7 +137,7 @@ class Subscriptions:
             raise errors.InvalidInput(
                 f"after_version must be an integer >= 0, got {after_version!r}", "after_version"
             )
-        wait = _timeout(timeout)
+        wait = inputs.timeout(timeout)
         return self._watch(thread_id, after_version, wait)
 
     def _watch(
@@ -193,7 +182,7 @@ class Subscriptions:
         thread_id = inputs.identifier(thread_id, "thread_id")
         at = inputs.boundary(boundary)
         run = None if run_id is None else inputs.identifier(run_id, "run_id")
-        wait = _timeout(timeout)
+        wait = inputs.timeout(timeout)
         deadline = time.monotonic() + wait
         bell = self._doorbell()
         try:
