@@ -23,6 +23,7 @@ from threadbox.domain.records import (
 )
 from threadbox.domain.values import DeliveryBoundary, DeliveryMode, Message
 
+from . import inputs
 from .agent import Run
 from .following import PollingDoorbell
 from .ports import CommandMetrics, Doorbell, EventStore, Position, Views
@@ -383,10 +384,10 @@ class Mailbox:
         for name, flag in (("wait", wait), ("interrupt", interrupt)):
             if not isinstance(flag, bool):
                 raise InvalidInput(f"{name} must be a bool, got {flag!r}", name)
-        deadline = None if timeout is None else time.monotonic() + float(timeout)
+        deadline = time.monotonic() + inputs.timeout(timeout)  # None: inf
         while True:
             if wait:
-                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                left = max(0.0, deadline - time.monotonic())
                 if not self.wait_for_work(thread_id, boundary, timeout=left):
                     return None
             resumes = run_id is not None and not interrupt
@@ -407,7 +408,7 @@ class Mailbox:
                 )
                 self._live_runs.add(run)
                 return run
-            if not wait or (deadline is not None and time.monotonic() >= deadline):
+            if not wait or time.monotonic() >= deadline:
                 return None
 
     def close(self) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import threadbox
 from threadbox import DeliveryMode, Mailbox, Message, Run
-from threadbox.errors import RunInterrupted, RunNotRunning, ThreadBusy
+from threadbox.errors import InvalidInput, RunInterrupted, RunNotRunning, ThreadBusy
 
 ROOT = Path(__file__).resolve().parent.parent
 LIVENESS = 5.0  # seconds: a generous bound for "the flag is pushed", never a speed claim
@@ -163,6 +163,17 @@ def test_start_run_waits_for_work_until_its_timeout(mailbox: Mailbox) -> None:
     timer.join()
     assert run is not None and [m.message.text for m in run.inputs] == ["hi"]
     run.close()
+
+
+@pytest.mark.parametrize("timeout", ["30", -1, True])
+def test_start_run_refuses_a_timeout_that_is_no_number_of_seconds(
+    mailbox: Mailbox, timeout: object
+) -> None:
+    mailbox.deliver("t", [Message.user("hi")])
+    with pytest.raises(InvalidInput) as refused:
+        mailbox.start_run("t", wait=True, timeout=timeout)  # type: ignore[arg-type]
+    assert refused.value.field == "timeout"
+    assert mailbox.thread("t").runs == []  # nothing started
 
 
 def test_an_interrupted_run_raises_run_interrupted_and_knows_by_whom(mailbox: Mailbox) -> None:
