@@ -186,15 +186,10 @@ class ThreadRepository:
         if state.ids_complete:
             return False
         unknown = {k for k in keys if not claims.known(state, k)}
-        found = (
-            {
-                k: v
-                for k, v in self.store.claimed(state.thread_id, unknown).items()
-                if v <= state.version
-            }
-            if unknown
-            else {}
-        )
+        if not unknown:
+            return False
+        claimed = self.store.claimed(state.thread_id, unknown)
+        found = {k: v for k, v in claimed.items() if v <= state.version}
         for key, version in sorted(found.items(), key=lambda kv: kv[1]):
             usage = None
             if key.kind == claims.MESSAGE:
