@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from threadbox.application.mailbox import Mailbox
 from threadbox.application.relay import (
+    BATCH,
     Publisher,
     PublishFailed,
     Relay,
@@ -36,7 +37,7 @@ def run_nats_relay(
     stream: str = "THREADBOX",
     subject_prefix: str = "threadbox",
     stop: StopSignal | None = None,
-    batch: int = 500,
+    batch: int = BATCH,
     on_batch: Callable[[RelayProgress], None] | None = None,
 ) -> int:
     """Publish every event of ``mailbox``'s store, in commit order, to the NATS JetStream stream
