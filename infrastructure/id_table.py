@@ -54,13 +54,13 @@ def claims_of_stored(stored: Iterable[StoredEvent]) -> list[tuple[uuid.UUID, Cla
     """The claims of stored events (decoded and upcast), each with its stream id."""
     found: list[tuple[uuid.UUID, Claim]] = []
     for s in stored:
-        sid = (
-            s.originator_id
-            if isinstance(s.originator_id, uuid.UUID)
-            else uuid.UUID(str(s.originator_id))
-        )
-        found.extend((sid, c) for c in claims([decode_event(s)]))
+        found.extend((originator_uuid(s.originator_id), c) for c in claims([decode_event(s)]))
     return found
+
+
+def originator_uuid(originator_id: uuid.UUID | str) -> uuid.UUID:
+    """A stored event's ``originator_id`` as a UUID (the recorders hold it as one or as text)."""
+    return originator_id if isinstance(originator_id, uuid.UUID) else uuid.UUID(originator_id)
 
 
 def _taken(keys: Sequence[ClaimKey]) -> IdsTaken:
@@ -359,7 +359,7 @@ class ClaimingPostgresRecorder(PostgresClaims, QuietRecorder):
     ) -> list[Column]:
         """The parameters of ``_ctes``, in their order."""
         return [
-            Uuids(_uuid(e.originator_id) for e in stored_events),
+            Uuids(originator_uuid(e.originator_id) for e in stored_events),
             Int8s(e.originator_version for e in stored_events),
             Texts(e.topic for e in stored_events),
             Byteas(e.state for e in stored_events),
@@ -405,10 +405,6 @@ class ClaimingPostgresRecorder(PostgresClaims, QuietRecorder):
                 register_columns(curs)
             curs.execute(statement, params, prepare=True)
             return [row[0] for row in curs.fetchall()]
-
-
-def _uuid(originator_id: uuid.UUID | str) -> uuid.UUID:
-    return originator_id if isinstance(originator_id, uuid.UUID) else uuid.UUID(originator_id)
 
 
 def ids_taken(conflict: IntegrityError) -> bool:

@@ -21,15 +21,15 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.popo import POPOAggregateRecorder
 from psycopg.sql import SQL, Composed, Identifier
 
-from .id_table import ClaimingPOPORecorder, ClaimingPostgresRecorder, ClaimingSQLiteRecorder
+from .id_table import (
+    ClaimingPOPORecorder,
+    ClaimingPostgresRecorder,
+    ClaimingSQLiteRecorder,
+    originator_uuid,
+)
 from .pg_columns import Byteas, Column, Int8s, Texts, Uuids
 
 SNAPSHOTS_TABLE = "stored_snapshots"  # eventsourcing's name for the "snapshots" recorder's table
-
-
-def _stream(stored: StoredEvent) -> uuid.UUID:
-    sid = stored.originator_id
-    return sid if isinstance(sid, uuid.UUID) else uuid.UUID(str(sid))
 
 
 # ---- SQLite ------------------------------------------------------------------------------------
@@ -47,7 +47,7 @@ def sqlite_statements(table: str) -> tuple[str, str]:
 def write_sqlite_snapshot(cursor: Any, table: str, snapshot: StoredEvent) -> None:
     """Store ``snapshot`` and delete the thread's older snapshots, in ``cursor``'s transaction."""
     upsert, prune = sqlite_statements(table)
-    sid = _stream(snapshot).hex
+    sid = originator_uuid(snapshot.originator_id).hex
     cursor.execute(upsert, (sid, snapshot.originator_version, snapshot.topic, snapshot.state))
     cursor.execute(prune, (sid, snapshot.originator_version))
 
@@ -92,7 +92,7 @@ def write_postgres_snapshot(cursor: Any, schema: str, table: str, snapshot: Stor
     """Store ``snapshot`` and delete the thread's older snapshots, in ``cursor``'s transaction
     (in a pipeline: no round trip of their own)."""
     upsert, prune = postgres_statements(schema, table)
-    sid = _stream(snapshot)
+    sid = originator_uuid(snapshot.originator_id)
     cursor.execute(upsert, (sid, snapshot.originator_version, snapshot.topic, snapshot.state))
     cursor.execute(prune, (sid, snapshot.originator_version))
 
@@ -141,7 +141,7 @@ class SnapshottingPostgresRecorder(ClaimingPostgresRecorder):
         found = super()._params(stored_events, claims, **kwargs)
         if snapshot is None:
             return found
-        sid = _stream(snapshot)
+        sid = originator_uuid(snapshot.originator_id)
         return [
             *found,
             Uuids([sid]),
