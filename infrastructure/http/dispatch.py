@@ -4,7 +4,7 @@ Mailbox calls block on the store, so they cannot run on the event loop. FastAPI 
 ``def`` endpoint in anyio's thread pool, and with it each plain ``def`` dependency and the
 validation of the endpoint's answer: three hops per request, each an anyio capacity limiter,
 cancel scope and queue (about 70 µs of CPU each here, ADR 0023). ``blocking_endpoint`` makes a
-plain endpoint a coroutine that runs the whole endpoint in one call to ``call_blocking``: a queue
+plain endpoint a coroutine that runs the whole endpoint in one call to ``Workers.call``: a queue
 put, a worker thread, and one ``call_soon_threadsafe`` back (about 20 µs).
 
 The semantics are anyio's: the call runs in a copy of the caller's context (the request id
@@ -123,12 +123,7 @@ class Workers:
             del call, context, function, args, kwargs, result, error  # no reference kept idle
 
 
-_workers = Workers()
-
-
-def call_blocking(function: Callable[..., T], *args: Any, **kwargs: Any) -> Awaitable[T]:
-    """Run ``function`` on a worker thread of the process-wide pool and await its result."""
-    return _workers.call(function, *args, **kwargs)
+_workers = Workers()  # the process-wide pool
 
 
 def blocking_endpoint(endpoint: Callable[..., T]) -> Callable[..., Awaitable[T]]:
