@@ -3,7 +3,6 @@ talk HTTP over the network with real clients (httpx, httpx-sse, a browser)."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -12,13 +11,7 @@ from contextlib import contextmanager
 import uvicorn
 from fastapi import FastAPI
 from httpx_sse import EventSource, ServerSentEvent
-
-
-def free_port() -> int:
-    """A loopback TCP port nothing listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from pg_private import free_port
 
 
 @contextmanager

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import nats
+from pg_private import free_port
 
 SHARED_URL = os.environ.get("THREADBOX_TEST_NATS", "nats://127.0.0.1:4222")
 NATS_SERVER = os.environ.get("THREADBOX_NATS_SERVER", "/usr/sbin/nats-server")
@@ -32,12 +33,6 @@ def answers(url: str, timeout: float = 2.0) -> bool:
             return sock.recv(4).startswith(b"INFO")
     except OSError:
         return False
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class PrivateNats:

@@ -20,7 +20,8 @@ import pytest
 import threadbox
 import uvicorn
 from httpx_sse import connect_sse
-from live_server import free_port, live_server, sse_events
+from live_server import live_server, sse_events
+from pg_private import free_port
 from threadbox import Mailbox, Message
 from threadbox.errors import InvalidInput
 from threadbox.infrastructure.cli import build_cli

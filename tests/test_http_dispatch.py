@@ -19,7 +19,7 @@ import threadbox
 import uvicorn
 from fastapi import APIRouter, FastAPI
 from fastapi.testclient import TestClient
-from live_server import free_port
+from pg_private import free_port
 from threadbox import Mailbox, Message
 from threadbox.errors import InvalidInput
 from threadbox.infrastructure.http import create_app

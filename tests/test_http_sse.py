@@ -16,7 +16,8 @@ import httpx
 import pytest
 import threadbox
 from fastapi.testclient import TestClient
-from live_server import free_port, live_server
+from live_server import live_server
+from pg_private import free_port
 from threadbox import Mailbox, Message
 from threadbox.infrastructure.http import StreamSettings, create_app
 

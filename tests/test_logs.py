@@ -19,7 +19,7 @@ import httpx
 import pytest
 import threadbox
 from fastapi.testclient import TestClient
-from live_server import free_port
+from pg_private import free_port
 from threadbox.infrastructure.http import create_app
 from threadbox.infrastructure.logs import JsonFormatter, RequestIdFilter
 

@@ -23,9 +23,9 @@ from nats_support import (
     PrivateNats,
     answers,
     delete_stream,
-    free_port,
     read_stream,
 )
+from pg_private import free_port
 from threadbox import Mailbox, Message
 from threadbox.domain.values import DeliveryBoundary
 from threadbox.relay import (

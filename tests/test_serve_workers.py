@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 import threadbox
-from live_server import free_port
+from pg_private import free_port
 from threadbox import Message
 
 DEADLINE = 60.0
