@@ -22,27 +22,46 @@ from ..faults import translating
 LINGER = 0.02  # seconds a wake-up waits for the rest of a burst before the catch-up runs
 
 
-class ListeningWakeup:
+class _Listener:
+    """A connection of its own that LISTENs on the events channel, made when it has none."""
+
+    def __init__(self, conninfo: str, channel: str, fallback: float) -> None:
+        self.conninfo = conninfo
+        self.channel = channel
+        self.fallback = fallback
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def _listening(self) -> bool:
+        """Connect and LISTEN unless already listening; whether it had to."""
+        if self._conn is not None and not self._conn.closed:
+            return False
+        self._conn = psycopg.connect(self.conninfo, autocommit=True)
+        self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+        return True
+
+    def close(self) -> None:
+        """Close the listening connection."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+class ListeningWakeup(_Listener):
     """LISTEN on the events channel; the first wait only starts listening, so no insert made
     after it can be missed by the catch-up that follows."""
 
     def __init__(
         self, conninfo: str, channel: str, fallback: float, linger: float = LINGER
     ) -> None:
-        self.conninfo = conninfo
-        self.channel = channel
-        self.fallback = fallback
+        super().__init__(conninfo, channel, fallback)
         self.linger = linger
         self.wakes = 0  # waits that returned on a notification
         self.notifications = 0  # notifications received (several per wake under load)
-        self._conn: psycopg.Connection[Any] | None = None
 
     def wait(self, stop: threading.Event) -> None:
         """Return on a notification (then after ``linger``, with every notification that came
         meanwhile consumed), after ``fallback`` seconds, or once ``stop`` is set."""
-        if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.conninfo, autocommit=True)
-            self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+        if self._listening():
             return
         try:
             received = self._receive(self.fallback, 1)
@@ -61,31 +80,20 @@ class ListeningWakeup:
         self.notifications += received
         return received
 
-    def close(self) -> None:
-        """Close the listening connection."""
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
 
-
-class ListeningDoorbell:
+class ListeningDoorbell(_Listener):
     """A subscriber's ``Doorbell`` on PostgreSQL: LISTEN on the events channel from its own
     connection; a notification missed (connection lost) is made up by a poll every
     ``fallback`` seconds."""
 
     def __init__(self, conninfo: str, channel: str, fallback: float) -> None:
-        self.conninfo = conninfo
-        self.channel = channel
-        self.fallback = fallback
-        self._conn: psycopg.Connection[Any] | None = None
+        super().__init__(conninfo, channel, fallback)
         self._rang = time.monotonic()  # when the caller was last told to read
 
     @translating
     def listen(self) -> None:
         """Connect and LISTEN (once); ``StoreUnavailable`` when the server cannot be reached."""
-        if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.conninfo, autocommit=True)
-            self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+        if self._listening():
             self._rang = time.monotonic()
 
     def wait(self, timeout: float) -> bool:
@@ -111,9 +119,3 @@ class ListeningDoorbell:
             self._rang = time.monotonic()
             return True
         return False
-
-    def close(self) -> None:
-        """Close the listening connection."""
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
