@@ -135,11 +135,18 @@ def decode_archived(event: ArchivedEvent) -> AnyThreadEvent:
     canonical = decoded.model_dump(mode="json")
     if _sorted_json(canonical) != _sorted_json(upcast):
         field = next(
-            (k for k in canonical if _sorted_json(canonical[k]) != _sorted_json(upcast.get(k))),
-            "?",
+            k
+            for k in (*canonical, *upcast)
+            if k not in canonical
+            or k not in upcast
+            or _sorted_json(canonical[k]) != _sorted_json(upcast[k])
         )
+        if field not in upcast:
+            raise ValueError(f"field {field!r} is missing (it decodes as {canonical[field]!r})")
+        if field not in canonical:
+            raise ValueError(f"field {field!r} is not one of {cls.__name__}'s")
         raise ValueError(
-            f"field {field!r} is {upcast.get(field)!r}, which decodes as {canonical[field]!r}"
+            f"field {field!r} is {upcast[field]!r}, which decodes as {canonical[field]!r}"
         )
     return decoded
 

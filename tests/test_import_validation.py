@@ -94,6 +94,14 @@ def first_message(thread_id: str, version: int, **fields: Any) -> Callable[[Reco
     return change
 
 
+def without_field(thread_id: str, version: int, name: str) -> Callable[[Records], Records]:
+    def change(records: Records) -> Records:
+        del at(records, thread_id, version)["state"][name]
+        return records
+
+    return change
+
+
 def renamed(new_id: str) -> Callable[[Records], Records]:
     """Thread t1 under another id (its lines and payloads)."""
 
@@ -188,6 +196,11 @@ BAD_LINES: dict[str, tuple[Callable[[Records], Records], tuple[str, int] | None,
         "does not decode as MessagesDelivered",
     ),
     "a seq as a string": (seq_as_string, ("t1", 4), "field 'messages'"),
+    "a field with a default left out": (
+        without_field("t1", 7, "by_run_id"),
+        ("t1", 7),
+        "field 'by_run_id' is missing (it decodes as None)",
+    ),
     "a forged retraction of a committed message": (
         lambda records: forged(
             records, "t1", "PendingMessageRetracted", pending_id="m1", revision=1
