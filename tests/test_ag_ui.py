@@ -16,8 +16,9 @@ import pytest
 import threadbox
 from fastapi.testclient import TestClient
 from httpx_sse import EventSource, connect_sse
+from live_server import live_server
 from pydantic import TypeAdapter
-from test_http_sse import DEADLINE, InThreadServer
+from test_http_sse import DEADLINE
 from test_openapi import declared
 from threadbox import Mailbox, Message
 from threadbox.infrastructure.http import StreamSettings, create_app
@@ -33,15 +34,17 @@ def mailbox() -> Iterator[Mailbox]:
 
 
 @pytest.fixture
-def server(mailbox: Mailbox) -> Iterator[InThreadServer]:
-    with InThreadServer(mailbox, StreamSettings(poll_interval=0.05, heartbeat=60.0)) as running:
-        yield running
+def server(mailbox: Mailbox) -> Iterator[str]:
+    """The base URL of a live server of ``mailbox`` with fast polls."""
+    settings = StreamSettings(poll_interval=0.05, heartbeat=60.0)
+    with live_server(create_app(mailbox, stream_settings=settings)) as url:
+        yield url
 
 
 @pytest.fixture
-def api(server: InThreadServer) -> Iterator[httpx.Client]:
+def api(server: str) -> Iterator[httpx.Client]:
     """The second client: writes through the HTTP API while the first one streams."""
-    with httpx.Client(base_url=server.url, timeout=DEADLINE) as client:
+    with httpx.Client(base_url=server, timeout=DEADLINE) as client:
         yield client
 
 
@@ -119,7 +122,7 @@ def body(text: str, message_id: str, role: str = "assistant") -> dict[str, Any]:
 
 
 def test_the_thread_stream_replays_to_the_state_the_read_routes_answer(
-    mailbox: Mailbox, server: InThreadServer, api: httpx.Client
+    mailbox: Mailbox, server: str, api: httpx.Client
 ) -> None:
     mailbox.deliver("t1", [Message.user("plan a trip", id="m1")])
     with connect_sse(api, "GET", f"{T}/ag-ui") as source:
@@ -152,7 +155,7 @@ def test_the_thread_stream_replays_to_the_state_the_read_routes_answer(
 
 
 def test_a_reconnect_gets_the_snapshots_of_its_last_version_then_every_later_event(
-    mailbox: Mailbox, server: InThreadServer, api: httpx.Client
+    mailbox: Mailbox, server: str, api: httpx.Client
 ) -> None:
     mailbox.deliver("t1", [Message.user("a", id="m1"), Message.user("b", id="m2")])
     mailbox.freeze("t1", "new_run", "r1")  # versions 3 and 4
@@ -171,7 +174,7 @@ def test_a_reconnect_gets_the_snapshots_of_its_last_version_then_every_later_eve
 
 
 def test_events_are_framed_for_ag_ui_clients_with_the_last_of_each_version_carrying_its_id(
-    mailbox: Mailbox, server: InThreadServer, api: httpx.Client
+    mailbox: Mailbox, server: str, api: httpx.Client
 ) -> None:
     """Read as @ag-ui/client's parser reads: events end at a blank line of two LFs exactly
     (CRLF framing would run the events together)."""
@@ -249,7 +252,7 @@ def run_r1(api: httpx.Client, *, termination: str = "natural_end") -> None:
 
 
 def test_a_posted_input_streams_until_the_run_that_read_it_finishes(
-    mailbox: Mailbox, server: InThreadServer, api: httpx.Client
+    mailbox: Mailbox, server: str, api: httpx.Client
 ) -> None:
     stream = post_stream(api, run_input(user("u1", "hi")))
     opening = next(stream)
@@ -265,7 +268,7 @@ def test_a_posted_input_streams_until_the_run_that_read_it_finishes(
 
 
 def test_posting_the_same_conversation_again_delivers_only_what_is_new(
-    mailbox: Mailbox, server: InThreadServer, api: httpx.Client
+    mailbox: Mailbox, server: str, api: httpx.Client
 ) -> None:
     first = post_stream(api, run_input(user("u1", "hi")))
     next(first)
@@ -288,9 +291,7 @@ def test_posting_the_same_conversation_again_delivers_only_what_is_new(
     assert (ending["runId"], ending["outcome"]) == ("r2", {"type": "cancelled"})
 
 
-def test_a_run_that_fails_ends_the_stream_with_run_error(
-    server: InThreadServer, api: httpx.Client
-) -> None:
+def test_a_run_that_fails_ends_the_stream_with_run_error(server: str, api: httpx.Client) -> None:
     stream = post_stream(api, run_input(user("u1", "hi")))
     next(stream)
     run_r1(api, termination="error")
@@ -303,7 +304,7 @@ def test_a_run_that_fails_ends_the_stream_with_run_error(
 
 
 def test_an_input_retracted_before_any_run_reads_it_ends_with_run_error(
-    server: InThreadServer, api: httpx.Client
+    server: str, api: httpx.Client
 ) -> None:
     stream = post_stream(api, run_input(user("u1", "hi")))
     next(stream)
@@ -314,7 +315,7 @@ def test_an_input_retracted_before_any_run_reads_it_ends_with_run_error(
 
 
 def test_forwarded_props_choose_the_delivery_mode(
-    mailbox: Mailbox, server: InThreadServer, api: httpx.Client
+    mailbox: Mailbox, server: str, api: httpx.Client
 ) -> None:
     mailbox.deliver("t1", [Message.user("start", id="u0")])
     mailbox.freeze("t1", "new_run", "r1")
@@ -400,8 +401,8 @@ def test_an_agent_in_another_process_ends_the_post_stream(store_url: str) -> Non
         settings = StreamSettings(poll_interval=0.05, heartbeat=60.0)
         try:
             with (
-                InThreadServer(serving, settings) as running,
-                httpx.Client(base_url=running.url, timeout=DEADLINE) as api,
+                live_server(create_app(serving, stream_settings=settings)) as running,
+                httpx.Client(base_url=running, timeout=DEADLINE) as api,
             ):
                 stream = post_stream(api, run_input(user("u1", "hi")))
                 opening = next(stream)

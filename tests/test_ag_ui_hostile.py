@@ -14,9 +14,10 @@ import pytest
 import threadbox
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_http_sse import DEADLINE, InThreadServer
+from live_server import live_server
+from test_http_sse import DEADLINE
 from threadbox import Mailbox, Message
-from threadbox.infrastructure.http import StreamSettings
+from threadbox.infrastructure.http import StreamSettings, create_app
 
 EXAMPLES = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -35,8 +36,8 @@ def mailbox() -> Iterator[Mailbox]:
 def api(mailbox: Mailbox) -> Iterator[httpx.Client]:
     settings = StreamSettings(poll_interval=0.05, heartbeat=60.0)
     with (
-        InThreadServer(mailbox, settings) as server,
-        httpx.Client(base_url=server.url, timeout=DEADLINE) as client,
+        live_server(create_app(mailbox, stream_settings=settings)) as server,
+        httpx.Client(base_url=server, timeout=DEADLINE) as client,
     ):
         yield client
 

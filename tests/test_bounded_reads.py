@@ -13,7 +13,8 @@ import httpx
 import pytest
 import threadbox
 from fastapi.testclient import TestClient
-from test_http_sse import DEADLINE, InThreadServer, sse_messages, take
+from live_server import live_server
+from test_http_sse import DEADLINE, sse_messages, take
 from threadbox import Mailbox, Message, Settings, Visibility
 from threadbox.application.views import ProjectedViews
 from threadbox.domain import results
@@ -295,8 +296,8 @@ def test_the_event_stream_reads_in_pages_and_leaves_out_internal_and_hidden_cont
 ) -> None:
     version = secret_thread(mailbox)
     settings = StreamSettings(poll_interval=0.05, heartbeat=0.2, page=2)
-    with InThreadServer(mailbox, settings) as server:
-        url = f"{server.url}/v1/threads/{TID}/events/stream"
+    with live_server(create_app(mailbox, stream_settings=settings)) as server:
+        url = f"{server}/v1/threads/{TID}/events/stream"
         for params, shown in (({}, False), ({"include_internal": "true"}, True)):
             with httpx.stream("GET", url, params=params, timeout=DEADLINE) as response:
                 sent = take(sse_messages(response), version)
@@ -322,8 +323,8 @@ def test_the_ag_ui_stream_folds_its_opening_a_page_at_a_time(mailbox: Mailbox) -
     streams: list[list[list[tuple[str | None, str]]]] = []
     for page in (2, 1000):
         settings = StreamSettings(poll_interval=0.05, heartbeat=60, page=page)
-        with InThreadServer(mailbox, settings) as server:
-            url = f"{server.url}/v1/threads/{TID}/ag-ui"
+        with live_server(create_app(mailbox, stream_settings=settings)) as server:
+            url = f"{server}/v1/threads/{TID}/ag-ui"
             streams.append(
                 [
                     ag_ui_frames(url, {"Last-Event-ID": str(resume)} if resume else {}, version)
