@@ -9,9 +9,6 @@ time.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from contextlib import aclosing
-from functools import partial
 from typing import Annotated
 
 import anyio
@@ -28,7 +25,14 @@ from .log_changes import LogChanges
 from .openapi import problem_responses, sse_response
 from .problems import Problem
 from .reads import MAX_PAGE, PAGE, Count
-from .stream import REDACTED, TICKET_PARAMETER, StreamSettings, event_source, first_of
+from .stream import (
+    REDACTED,
+    TICKET_PARAMETER,
+    StreamSettings,
+    event_source,
+    follow,
+    live_batches,
+)
 
 router = APIRouter(route_class=OneHopRoute)
 
@@ -80,46 +84,8 @@ def sse_item(item: LogItem) -> ServerSentEvent:
     return ServerSentEvent(data=item.model_dump_json(), event=item.event.type, id=item.position)
 
 
-async def log_items(
-    read: Callable[[str], list[LogItem]],
-    first: list[LogItem],
-    seen: int,
-    after: str,
-    settings: StreamSettings,
-    changes: LogChanges,
-    shutdown: anyio.Event,
-) -> AsyncGenerator[ServerSentEvent, None]:
-    """Every item after ``after`` (``first`` is the first page), then live ones, until the
-    server shuts down; the next page is read once this one is sent. ``seen`` is the change
-    generation noted before ``first`` was read."""
-    batch = first
-    changes.open_streams += 1
-    try:
-        while True:
-            for item in batch:
-                yield sse_item(item)
-            if batch:
-                after = batch[-1].position
-            if len(batch) < settings.page:  # the end of the log: wait for news
-                with anyio.move_on_after(settings.poll_interval):
-                    await first_of(
-                        shutdown.wait, partial(changes.wait, seen, settings.poll_interval)
-                    )
-            if shutdown.is_set():
-                return
-            seen = changes.generation  # noted before the read, as above
-            batch = await run_in_threadpool(read, after)
-    finally:  # the client went away, or the server stops
-        changes.open_streams -= 1
-
-
-async def closing(
-    items: AsyncGenerator[ServerSentEvent, None],
-) -> AsyncIterator[ServerSentEvent]:
-    """``items``, closed when the response ends."""
-    async with aclosing(items):
-        async for item in items:
-            yield item
+def _after_position(batch: list[LogItem], after: str) -> tuple[list[LogItem], str]:
+    return batch, batch[-1].position if batch else after  # each page holds only new items
 
 
 LOG_STREAM_FORMAT = (
@@ -170,5 +136,7 @@ async def stream_log(
             raise
         raise Problem(400, "invalid_input", f"Last-Event-ID: {bad.text}", field=source) from None
     shutdown = anyio.Event()  # set by sse-starlette when the server is stopping
-    items = log_items(read, first, seen, position, settings, changes, shutdown)
-    return event_source(closing(items), settings, shutdown)
+    batches = live_batches(
+        read, first, seen, position, _after_position, settings, changes, shutdown
+    )
+    return event_source(follow(batches, sse_item), settings, shutdown)

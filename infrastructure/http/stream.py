@@ -13,7 +13,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import anyio
 from fastapi import APIRouter, Header, Query, Request
@@ -29,6 +29,9 @@ from .paths import IdRoute
 from .problems import Problem
 
 router = APIRouter(route_class=IdRoute)
+
+T = TypeVar("T")  # what a stream sends
+A = TypeVar("A")  # where it reads after
 
 
 @dataclass(frozen=True)
@@ -131,28 +134,29 @@ def check_cursor(mailbox: Mailbox, thread_id: str, after: int) -> None:
 CURSOR_AHEAD: dict[int | str, dict[str, Any]] = {409: declared_response(409, ["cursor_ahead"])}
 
 
-async def recorded_batches(
-    read: Callable[[int], list[RecordedEvent]],
-    first: list[RecordedEvent],
+async def live_batches(
+    read: Callable[[A], list[T]],
+    first: list[T],
     seen: int,
-    after: int,
+    after: A,
+    fresh: Callable[[list[T], A], tuple[list[T], A]],
     settings: StreamSettings,
     changes: LogChanges,
     shutdown: anyio.Event,
-) -> AsyncGenerator[list[RecordedEvent], None]:
-    """Every event after ``after``, in version order, each exactly once, a page at a time
-    (the next page is read once this one is sent, so a stream holds one page whatever the
+) -> AsyncGenerator[list[T], None]:
+    """Every item ``read`` answers after ``after``, a page at a time (``first`` is the first
+    page; the next is read once this one is sent, so a stream holds one page whatever the
     history); then live ones, until the server shuts down (the response then ends with its
-    last chunk, not a cut connection). ``seen`` is the change generation noted before ``first``
+    last chunk, not a cut connection). ``fresh(page, after)`` is the page's items not sent yet
+    and the point to read after next. ``seen`` is the change generation noted before ``first``
     was read, so a change made while a read runs wakes the next wait at once."""
     batch = first
     changes.open_streams += 1
     try:
         while True:
-            fresh = [e for e in batch if e.version > after]  # sent once, even if reads overlap
-            if fresh:
-                after = fresh[-1].version
-                yield fresh
+            new, after = fresh(batch, after)
+            if new:
+                yield new
             if len(batch) < settings.page:  # the end of the log: wait for news
                 with anyio.move_on_after(settings.poll_interval):
                     await first_of(
@@ -166,7 +170,12 @@ async def recorded_batches(
         changes.open_streams -= 1
 
 
-async def follow(
+def _after_version(batch: list[RecordedEvent], after: int) -> tuple[list[RecordedEvent], int]:
+    fresh = [e for e in batch if e.version > after]  # sent once, even if reads overlap
+    return fresh, fresh[-1].version if fresh else after
+
+
+def recorded_batches(
     read: Callable[[int], list[RecordedEvent]],
     first: list[RecordedEvent],
     seen: int,
@@ -174,13 +183,20 @@ async def follow(
     settings: StreamSettings,
     changes: LogChanges,
     shutdown: anyio.Event,
+) -> AsyncGenerator[list[RecordedEvent], None]:
+    """A thread's events after version ``after``, in version order, each exactly once
+    (``live_batches``)."""
+    return live_batches(read, first, seen, after, _after_version, settings, changes, shutdown)
+
+
+async def follow(
+    batches: AsyncGenerator[list[T], None], event: Callable[[T], ServerSentEvent]
 ) -> AsyncIterator[ServerSentEvent]:
-    """``recorded_batches`` as server-sent events, one per thread event."""
-    batches = recorded_batches(read, first, seen, after, settings, changes, shutdown)
+    """``batches`` (closed when this ends) as server-sent events, one per item."""
     async with aclosing(batches):
         async for batch in batches:
-            for event in batch:
-                yield sse_event(event)
+            for item in batch:
+                yield event(item)
 
 
 def event_source(
@@ -260,7 +276,7 @@ async def stream(
         await run_in_threadpool(check_cursor, mailbox, thread_id, after)
     shutdown = anyio.Event()  # set by sse-starlette when the server is stopping
     return event_source(
-        follow(read, first, seen, after, settings, changes, shutdown),
+        follow(recorded_batches(read, first, seen, after, settings, changes, shutdown), sse_event),
         settings,
         shutdown,
     )
