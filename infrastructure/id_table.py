@@ -4,8 +4,8 @@ written in the same transaction as the events that use them (ADR 0010).
 Each recorder here is eventsourcing's own with one hook on the insert path: ``insert_events``
 takes ``claims=`` (``threadbox.domain.claims``) and writes them next to the events; a claim the
 thread already holds fails the whole insert, nothing written, with ``IdsTaken``. On PostgreSQL
-the claims go through ``_insert_events``, the library's hook that runs in the same pipeline and
-transaction just before the events, so a command is still one round trip.
+the events and their claims are one statement (``ClaimingPostgresRecorder``, ADR 0024), so a
+command is one round trip.
 
 A store made before the table existed is upgraded when it is opened: the table is created and
 filled from the log, in one transaction (other processes opening it wait; progress is logged).
@@ -217,27 +217,10 @@ class ClaimingSQLiteRecorder(SQLiteApplicationRecorder):
 
 class PostgresClaims(PostgresApplicationRecorder):
     """The id table on PostgreSQL: a mixin over eventsourcing's application recorder (or a
-    subclass of it), through the library's ``_insert_events`` hook only."""
+    subclass of it) that makes the table and reads it; ``ClaimingPostgresRecorder`` writes it."""
 
     def _claims_table(self) -> Composed:
         return SQL("{}.{}").format(Identifier(self.datastore.schema), Identifier(TABLE))
-
-    def _insert_events(
-        self,
-        curs: Any,
-        stored_events: Sequence[StoredEvent],
-        *,
-        claims: Sequence[tuple[uuid.UUID, Claim]] = (),
-        **kwargs: Any,
-    ) -> None:
-        super()._insert_events(curs, stored_events, **kwargs)
-        if claims:
-            curs.executemany(
-                SQL(
-                    "INSERT INTO {} (originator_id, kind, id, version) VALUES (%s, %s, %s, %s)"
-                ).format(self._claims_table()),
-                _rows(lambda s: s, claims),
-            )
 
     def create_table(self) -> None:
         super().create_table()

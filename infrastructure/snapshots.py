@@ -101,9 +101,7 @@ class SnapshottingPostgresRecorder(ClaimingPostgresRecorder):
     """The store's PostgreSQL recorder: the snapshot is written in the one statement of the
     events and their claims (ADR 0024): two more ``WITH`` queries, the delete of the thread's
     older snapshots and the upsert of this one (a write without a snapshot sends the statement
-    without them). A write that fails (a version taken, an id taken) leaves no snapshot either.
-    Over the library's own insert paths it goes through the ``_insert_events`` hook instead, in
-    the pipeline and transaction of the events."""
+    without them). A write that fails (a version taken, an id taken) leaves no snapshot either."""
 
     snapshots_table = SNAPSHOTS_TABLE  # the store sets its snapshot recorder's table
 
@@ -151,19 +149,6 @@ class SnapshottingPostgresRecorder(ClaimingPostgresRecorder):
             Texts([snapshot.topic]),
             Byteas([snapshot.state]),
         ]
-
-    def _insert_events(
-        self,
-        curs: Any,
-        stored_events: Any,
-        *,
-        snapshot: StoredEvent | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super()._insert_events(curs, stored_events, **kwargs)
-        if snapshot is not None:
-            schema = self.datastore.schema
-            write_postgres_snapshot(curs, schema, self.snapshots_table, snapshot)
 
 
 # ---- memory ------------------------------------------------------------------------------------
