@@ -108,9 +108,17 @@ class PendingQueue:
             del self._by_id[pending_id]
 
     def reorder(self, order: Sequence[str]) -> None:
-        """Put the queue in this order (a permutation of its ids)."""
+        """Put the queue in this order (a permutation of its ids); ``KeyError`` for an id not
+        pending, ``ValueError`` for an order that leaves one out or names one twice (an entry
+        is never dropped by a reorder)."""
         by_id = self._by_id
-        self._by_id = {pending_id: by_id[pending_id] for pending_id in order}
+        reordered = {pending_id: by_id[pending_id] for pending_id in order}
+        if len(reordered) != len(by_id) or len(order) != len(by_id):
+            raise ValueError(
+                f"the order names {len(reordered)} distinct of {len(order)} ids; "
+                f"the queue holds {len(by_id)}"
+            )
+        self._by_id = reordered
 
 
 @dataclass

@@ -37,7 +37,7 @@ from threadbox.domain.events import (
     PendingMessageRetracted,
     PendingQueueReordered,
 )
-from threadbox.domain.thread import Thread
+from threadbox.domain.thread import Thread, apply_event
 
 # ---- deliver ---------------------------------------------------------------------------------
 
@@ -265,6 +265,17 @@ def test_a_reorder_sets_the_new_order_and_keeps_revisions() -> None:
     assert [(e.pending_id, e.position, e.revision) for e in decision.result] == expected
     entries = results.pending_entries(after(state, decision))
     assert [(e.pending_id, e.position, e.revision) for e in entries] == expected
+
+
+@pytest.mark.parametrize("order", [["c", "a"], ["c", "a", "a"], ["c", "a", "b", "x"]])
+def test_a_stored_reorder_that_is_not_a_permutation_does_not_fold(order: list[str]) -> None:
+    """A history written past the decisions: the fold refuses it instead of dropping an entry."""
+    state = thread(deliver("a", "b", "c"))
+    decision = decided(state, Reorder(("c", "a", "b"), expected_version=state.version))
+    forged = decision.events[0].model_copy(update={"order": order})
+    with pytest.raises(errors.CorruptHistory) as raised:
+        apply_event(state, forged)
+    assert "PendingQueueReordered does not apply" in str(raised.value)
 
 
 def test_a_reorder_to_the_same_order_writes_nothing() -> None:
