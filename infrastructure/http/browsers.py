@@ -99,7 +99,7 @@ router = APIRouter(route_class=OneHopRoute)
     "one scope: the streams of `thread_id` (`GET …/events/stream`, `GET …/ag-ui`), or with no "
     "`thread_id` the cross-thread stream `GET /v1/events/stream`; on any other route, "
     "expired, tampered with or for another scope it answers 401. A ticket is needed only to "
-    "open the stream: a stream open longer than 60 s stays open (a reconnect needs a new "
+    f"open the stream: a stream open longer than {LIFETIME} s stays open (a reconnect needs a new "
     "ticket). The thread need not exist yet. A server without a token has no tickets (its "
     "streams need none): 409 `tickets_disabled`.",
     tags=["events"],

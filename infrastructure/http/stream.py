@@ -27,6 +27,7 @@ from .log_changes import LogChanges
 from .openapi import declared_response, problem_responses, sse_response
 from .paths import IdRoute
 from .problems import Problem
+from .tickets import LIFETIME
 
 router = APIRouter(route_class=IdRoute)
 
@@ -224,7 +225,8 @@ TICKET_PARAMETER = {
     "required": False,
     "schema": {"type": "string"},
     "description": "a stream ticket from `POST /v1/stream-tickets`, instead of the bearer "
-    "token (for `EventSource`, which cannot send headers); valid 60 s, for this stream only",
+    f"token (for `EventSource`, which cannot send headers); valid {LIFETIME} s, for this stream "
+    "only",
 }
 
 STREAM_FORMAT = (
